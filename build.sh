@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Build pyd, run it, or run its tests.
+#
+#   ./build.sh          venv + native shim + frozen one-file binary dist/pyd
+#   ./build.sh run      build, then start dist/pyd on its defaults (foreground)
+#   ./build.sh test     install test needs, build, run the whole suite twice:
+#                       against the daemon from source and against dist/pyd
+#
+# As root it installs missing Debian packages itself (python3-venv,
+# python3-dev; for tests busybox-static, docker-registry, curl).
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+TOP=$PWD
+VENV=${PYD_VENV:-$TOP/.venv}
+PY=${PYTHON:-python3}
+
+say() { printf '>>> %s\n' "$*" >&2; }
+
+apt_need() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        echo "build.sh: missing packages: ${missing[*]} (install them, or run as root on Debian)" >&2
+        exit 1
+    fi
+    say "apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+extras() {  # the pinned requirements of setup.cfg's extras, one per line
+    "$PY" - "$@" <<'PYEOF'
+import configparser, sys
+cfg = configparser.ConfigParser()
+cfg.read("setup.cfg")
+reqs = cfg["options"]["install_requires"].split()
+for name in sys.argv[1:]:
+    reqs += cfg["options.extras_require"][name].split()
+print("\n".join(reqs))
+PYEOF
+}
+
+venv() {
+    if ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then apt_need python3-venv; fi
+    if ! "$PY" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+        apt_need python3-dev
+    fi
+    [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PY" -m venv "$VENV"; }
+    local want stamp="$VENV/.pyd-requirements"
+    want=$(extras build test)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        say "installing pinned build and test tools"
+        "$VENV/bin/pip" install -q --disable-pip-version-check $want
+        printf '%s' "$want" > "$stamp"
+    fi
+}
+
+native() {
+    say "compiling the native shim (cffi, API mode)"
+    "$VENV/bin/python" native/build.py
+    local commit
+    commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+    git diff --quiet HEAD -- 2>/dev/null || commit="$commit-dirty"
+    printf 'GIT_COMMIT = %r\n' "$commit" > pyd/_build.py
+}
+
+freeze() {
+    say "freezing dist/pyd with PyInstaller"
+    "$VENV/bin/pyinstaller" --noconfirm --log-level WARN --onefile --name pyd --strip \
+        --distpath dist --workpath build/pyinstaller --specpath build \
+        --hidden-import pyd._shim --hidden-import _cffi_backend --hidden-import pyd._build \
+        --exclude-module tkinter --exclude-module unittest --exclude-module pydoc \
+        --exclude-module doctest --exclude-module pdb --exclude-module sqlite3 \
+        --exclude-module multiprocessing --exclude-module asyncio \
+        pyd.py
+    ls -l dist/pyd >&2
+}
+
+build() { venv; native; freeze; }
+
+run_tests() {
+    apt_need busybox-static docker-registry curl iproute2
+    build
+    local pytest=("$VENV/bin/python" -m pytest -q -p no:cacheprovider)
+    say "test suite against the daemon from source"
+    PYD_CMD="$VENV/bin/python $TOP/pyd.py" "${pytest[@]}" tests "$@"
+    say "test suite against the frozen binary dist/pyd"
+    PYD_CMD="$TOP/dist/pyd" "${pytest[@]}" tests "$@"
+}
+
+case "${1:-build}" in
+    build) build ;;
+    run) build; shift; exec "$TOP/dist/pyd" "$@" ;;
+    test) shift; run_tests "$@" ;;
+    *) echo "usage: $0 [build|run|test]" >&2; exit 2 ;;
+esac

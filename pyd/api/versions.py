@@ -1,0 +1,59 @@
+"""API versions and the surfaces they select: the one place where the shape
+of a reply depends on the version the client asked for.
+
+A surface answers "how does this version spell X": error bodies, attach
+framing, the hijack handshake, and the shaping helpers that handlers call.
+Handlers never compare version numbers themselves.
+"""
+
+import json
+import re
+
+from ..errors import BadParameter
+
+LEGACY_MIN, LEGACY_MAX = (1, 0), (1, 3)
+# The version announced in the API-Version header and by /version.
+ADVERTISED = "1.3"
+DEFAULT = LEGACY_MAX  # unversioned paths: old Docker treated them as its own version
+
+_PREFIX = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
+
+
+def split(path):
+    """'/v1.3/containers/json' -> ((1, 3), '/containers/json')."""
+    m = _PREFIX.match(path)
+    if not m:
+        return DEFAULT, path
+    return (int(m.group(1)), int(m.group(2))), m.group(3)
+
+
+class Legacy:
+    """API 1.0-1.3: plain-text errors, raw attach streams, flat shapes."""
+
+    name = "legacy"
+    framed_output = False
+
+    def __init__(self, version):
+        self.version = version
+
+    def error_body(self, message):
+        return "text/plain; charset=utf-8", (message.rstrip("\n") + "\n").encode()
+
+    def hijack_head(self, headers):
+        """The status line and headers written when attach takes the socket."""
+        return "HTTP/1.1 200 OK", [("Content-Type", "application/vnd.docker.raw-stream")]
+
+    def progress_error(self, message):
+        return json.dumps({"error": message}).encode()
+
+    def text_stream_error(self, message):
+        return f"Error: {message}\n".encode()
+
+
+def surface_for(version):
+    if LEGACY_MIN <= version <= LEGACY_MAX:
+        return Legacy(version)
+    v = "%d.%d" % version
+    if version > LEGACY_MAX:
+        raise BadParameter(f"client version {v} is too new. Maximum supported API version is {ADVERTISED}")
+    raise BadParameter(f"client version {v} is too old. Minimum supported API version is 1.0")

@@ -1,0 +1,126 @@
+"""Command line: flags, logging, signals, and the wiring Config -> Daemon -> Server.
+
+    pyd [-H unix:///var/run/pyd.sock] [-H tcp://127.0.0.1:4243] [-g DIR]
+        [-p PIDFILE] [--api-enable-cors] [-D]
+    pyd --version
+"""
+
+import argparse
+import errno
+import fcntl
+import logging
+import os
+import signal
+import sys
+import threading
+
+from . import __version__
+from .config import DEFAULT_HOSTS, Config, is_loopback, parse_host
+
+log = logging.getLogger("pyd")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="pyd", description="A small Docker-compatible container daemon (Remote API v1.3).")
+    p.add_argument("-H", "--host", action="append", dest="hosts", metavar="HOST",
+                   help="listen on unix:///path or tcp://host:port; repeat for more "
+                        "(default: %s)" % " and ".join(DEFAULT_HOSTS))
+    p.add_argument("-g", "--root", "--graph", default=Config.root, help="data root (default %(default)s)")
+    p.add_argument("-p", "--pidfile", default=Config.pidfile, help="pid file (default %(default)s)")
+    p.add_argument("--api-enable-cors", action="store_true", help="answer cross-origin requests")
+    p.add_argument("-D", "--debug", action="store_true", help="log every request and debug details")
+    p.add_argument("-d", "--daemon", action="store_true", help=argparse.SUPPRESS)  # docker -d habit
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    return p
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def _lock_file(path, what):
+    """Hold an exclusive flock on `path` for the life of the process."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise
+        holder = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        who = f" (pid {holder})" if holder else ""
+        raise AlreadyRunning(f"another pyd is already running on {what} {os.path.dirname(path) if what == 'data root' else path}{who}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.version:
+        from .sysinfo import git_commit
+        print(f"pyd version {__version__}, build {git_commit()}")
+        return 0
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s %(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        listeners = [parse_host(h) for h in (args.hosts or DEFAULT_HOSTS)]
+    except ValueError as e:
+        print(f"pyd: {e}", file=sys.stderr)
+        return 2
+    config = Config(root=os.path.abspath(args.root), pidfile=os.path.abspath(args.pidfile),
+                    hosts=tuple(args.hosts or DEFAULT_HOSTS), cors=args.api_enable_cors, debug=args.debug)
+    try:
+        return run(config, listeners)
+    except AlreadyRunning as e:
+        print(f"pyd: {e}", file=sys.stderr)
+        return 1
+
+
+def run(config, listeners):
+    from .daemon import Daemon
+    from .routes import Router
+    from .server import App, Server
+
+    os.makedirs(config.root, mode=0o711, exist_ok=True)
+    root_lock = _lock_file(config.lock_path, "data root")
+    pid_lock = _lock_file(config.pidfile, "pidfile")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    daemon = Daemon(config)
+    server = Server(App(config, daemon, Router()))
+    try:
+        daemon.start()
+        for kind, where in listeners:
+            if kind == "unix":
+                server.listen_unix(where)
+                log.info("listening on unix://%s", where)
+            else:
+                host, port = where
+                port = server.listen_tcp(host, port)
+                log.info("listening on tcp://%s:%d", host, port)
+                if not is_loopback(host):
+                    log.warning("WARNING: the API on tcp://%s:%d is reachable from the network and "
+                                "gives root on this host to anyone who can connect to it", host, port)
+        server.start()
+        log.info("pyd %s ready (root %s)", __import__("pyd").__version__, config.root)
+        while not stop.wait(3600):
+            pass
+        log.info("shutting down")
+    except OSError as e:
+        print(f"pyd: {e}", file=sys.stderr)
+        return 1
+    finally:
+        server.stop_accepting()
+        daemon.shutdown()
+        server.close_connections(config.shutdown_grace)
+        try:
+            os.unlink(config.pidfile)
+        except OSError:
+            pass
+        os.close(pid_lock)
+        os.close(root_lock)
+    return 0

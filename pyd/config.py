@@ -1,0 +1,95 @@
+"""Every path and default, derived in one place from the command line."""
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_ROOT = "/var/lib/pyd"
+DEFAULT_PIDFILE = "/var/run/pyd.pid"
+DEFAULT_HOSTS = ("unix:///var/run/pyd.sock", "tcp://127.0.0.1:4243")
+DEFAULT_TCP_PORT = 4243
+
+
+@dataclass
+class Config:
+    root: str = DEFAULT_ROOT
+    pidfile: str = DEFAULT_PIDFILE
+    hosts: tuple = DEFAULT_HOSTS
+    cors: bool = False
+    debug: bool = False
+    # Connection handling: each connection gets a thread; past the bound a
+    # client gets 503 at once instead of waiting behind idle keep-alives.
+    max_connections: int = 1024
+    idle_timeout: float = 120.0
+    # Bodies parsed in memory (JSON configs) are bounded; streamed bodies
+    # (tars for import and build) are not read into memory.
+    max_json_body: int = 1 << 20
+    # Per-container output log kept for attach logs=1.
+    max_log_bytes: int = 16 << 20
+    shutdown_grace: float = 10.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def lock_path(self):
+        return os.path.join(self.root, "pyd.lock")
+
+    @property
+    def images_dir(self):
+        return os.path.join(self.root, "images")
+
+    @property
+    def layers_dir(self):
+        return os.path.join(self.root, "layers")
+
+    @property
+    def containers_dir(self):
+        return os.path.join(self.root, "containers")
+
+    @property
+    def volumes_dir(self):
+        return os.path.join(self.root, "volumes")
+
+    @property
+    def tmp_dir(self):
+        return os.path.join(self.root, "tmp")
+
+    @property
+    def repositories_path(self):
+        return os.path.join(self.root, "repositories.json")
+
+
+def parse_host(spec):
+    """Turn a -H value into ("unix", path) or ("tcp", (host, port)).
+
+    Accepts what `docker -d -H` accepted: unix:///path, tcp://host:port,
+    host:port, :port and [v6]:port.
+    """
+    if spec.startswith("unix://"):
+        path = spec[len("unix://"):]
+        if not path.startswith("/"):
+            raise ValueError(f"invalid unix socket path in -H {spec!r}")
+        return ("unix", path)
+    if spec.startswith("fd://"):
+        raise ValueError("fd:// listeners are not supported")
+    rest = spec[len("tcp://"):] if spec.startswith("tcp://") else spec
+    if "://" in rest:
+        raise ValueError(f"invalid -H {spec!r}: unknown scheme")
+    rest = rest.rstrip("/")
+    if rest.startswith("["):
+        host, _, port = rest[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        host, sep, port = rest.rpartition(":")
+        if not sep:
+            host, port = rest, ""
+    host = host or "127.0.0.1"
+    try:
+        port = int(port) if port else DEFAULT_TCP_PORT
+    except ValueError:
+        raise ValueError(f"invalid port in -H {spec!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"invalid port in -H {spec!r}")
+    return ("tcp", (host, port))
+
+
+def is_loopback(host):
+    return host in ("localhost", "::1") or host.startswith("127.")
