@@ -6,13 +6,22 @@ matches the rest, since image names hold slashes (registry:5000/user/repo).
 import re
 
 from . import errors
-from .api import misc
+from .api import images, misc
 
 ROUTES = [
     ("GET",    "/_ping",                        misc.ping),
     ("HEAD",   "/_ping",                        misc.ping),
     ("GET",    "/version",                      misc.version),
     ("GET",    "/info",                         misc.info),
+
+    ("GET",    "/images/json",                  images.list_json),
+    ("GET",    "/images/viz",                   images.list_viz),
+    ("POST",   "/images/create",                images.create),
+    ("POST",   "/images/{name:.+}/insert",      images.insert),
+    ("GET",    "/images/{name:.+}/json",        images.inspect),
+    ("GET",    "/images/{name:.+}/history",     images.history),
+    ("POST",   "/images/{name:.+}/tag",         images.tag),
+    ("DELETE", "/images/{name:.+}",             images.delete),
 ]
 
 

@@ -79,7 +79,8 @@ class Reply:
 class Stream:
     """A reply whose body is produced piece by piece (progress, export, events).
 
-    `chunks` yields bytes. `on_error(message) -> bytes` formats an error that
+    `chunks` yields bytes, or is a callable taking `send(bytes)` for code
+    that reports progress through callbacks. `on_error(message) -> bytes` formats an error that
     happens after the header went out; `close()` is called on the iterator
     when the client goes away so its cleanup runs.
     """
@@ -357,10 +358,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
 
-        chunks = iter(stream.chunks)
+        chunks = stream.chunks if callable(stream.chunks) else iter(stream.chunks)
         try:
-            for data in chunks:
-                send(data)
+            if callable(chunks):
+                chunks(send)
+            else:
+                for data in chunks:
+                    send(data)
         except (ConnectionError, BrokenPipeError, TimeoutError):
             self.close_connection = True
             return
@@ -374,7 +378,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
         finally:
             close = getattr(chunks, "close", None)
-            if close:
+            if close and not callable(stream.chunks):
                 close()
         if chunked:
             self.wfile.write(b"0\r\n\r\n")

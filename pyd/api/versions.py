@@ -43,11 +43,37 @@ class Legacy:
         """The status line and headers written when attach takes the socket."""
         return "HTTP/1.1 200 OK", [("Content-Type", "application/vnd.docker.raw-stream")]
 
-    def progress_error(self, message):
-        return json.dumps({"error": message}).encode()
+    # Progress streams (import, insert, pull, push): JSON objects, one a line.
+
+    def status_msg(self, status, id_=None):
+        return _line({"status": status})
+
+    def progress_msg(self, status, current, total, id_=None):
+        if total:
+            text = f"{human_size(current)}/{human_size(total)} ({int(current * 100 / total)}%)"
+        else:
+            text = f"{human_size(current)}/? (n/a)"
+        return _line({"status": status, "progress": text})
+
+    def error_msg(self, message):
+        return _line({"error": message})
 
     def text_stream_error(self, message):
         return f"Error: {message}\n".encode()
+
+
+def _line(obj):
+    return json.dumps(obj).encode() + b"\r\n"
+
+
+def human_size(n):
+    """Docker's HumanSize: 1000-based, three significant digits."""
+    units = ["B", "kB", "MB", "GB", "TB"]
+    size, i = float(n), 0
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000
+        i += 1
+    return f"{size:.3g} {units[i]}"
 
 
 def surface_for(version):

@@ -1,0 +1,103 @@
+"""Image endpoints of the v1.3 document."""
+
+from .. import errors
+from ..fetch import check_url, open_url
+from ..server import Reply, Stream
+
+
+def _progress_stream(req, work):
+    """Run `work(progress)` as a JSON progress stream; errors go into the stream."""
+    s = req.surface
+
+    def produce(send):
+        def progress(status, current, total):
+            send(s.progress_msg(status, current, total))
+        for msg in work(progress, send):
+            send(msg)
+
+    return Stream(produce, "application/json", on_error=s.error_msg)
+
+
+def create(req):
+    """POST /images/create: import (fromSrc) or pull (fromImage)."""
+    src = req.arg("fromSrc")
+    image = req.arg("fromImage")
+    repo, tag = req.arg("repo") or "", req.arg("tag") or None
+    s = req.surface
+    if src:
+        if src != "-":
+            check_url(src)
+        if repo:
+            from ..images import split_name, validate_repo, validate_tag
+            if tag is None:
+                repo, tag = split_name(repo)
+            validate_repo(repo)
+            if tag:
+                validate_tag(tag)
+
+        def work(progress, send):
+            if src == "-":
+                body, total = req.body, _length(req)
+                rec = req.daemon.image_import(body, total, repo, tag, progress, req.arg("message") or "")
+            else:
+                send(s.status_msg(f"Downloading from {src}"))
+                resp, total = open_url(src)
+                with resp:
+                    rec = req.daemon.image_import(resp, total, repo, tag, progress, req.arg("message") or "")
+            yield s.status_msg(rec["id"][:12])
+        return _progress_stream(req, work)
+    if image:
+        def work(progress, send):
+            raise errors.PydError(
+                f"cannot pull {image}: registry pull is not implemented in this version of pyd yet")
+            yield  # pragma: no cover
+        return _progress_stream(req, work)
+    raise errors.BadParameter("missing parameter: fromSrc or fromImage")
+
+
+def _length(req):
+    try:
+        return int(req.headers.get("Content-Length") or 0) or None
+    except ValueError:
+        return None
+
+
+def insert(req):
+    path, url = req.arg("path"), req.arg("url")
+    if not path or not url:
+        raise errors.BadParameter("missing parameter: path and url are both required")
+    check_url(url)
+    req.daemon.images.resolve(req.params["name"])  # 404 before the stream starts
+    s = req.surface
+
+    def work(progress, send):
+        send(s.status_msg("Inserting..."))
+        rec = req.daemon.image_insert(req.params["name"], path, url, progress)
+        yield s.status_msg(rec["id"][:12])
+    return _progress_stream(req, work)
+
+
+def list_json(req):
+    return Reply.json(req.daemon.image_list(req.arg_bool("all"), req.arg("filter") or None))
+
+
+def list_viz(req):
+    req.arg_bool("all")
+    return Reply.text(req.daemon.image_viz())
+
+
+def inspect(req):
+    return Reply.json(req.daemon.image_inspect(req.params["name"]))
+
+
+def history(req):
+    return Reply.json(req.daemon.image_history(req.params["name"]))
+
+
+def tag(req):
+    req.daemon.image_tag(req.params["name"], req.arg("repo"), req.arg("tag"), req.arg_bool("force"))
+    return Reply.empty(201)
+
+
+def delete(req):
+    return Reply.json(req.daemon.image_delete(req.params["name"]))

@@ -1,0 +1,34 @@
+"""State files: written to a temporary file beside the target, flushed,
+fsynced and renamed, so a reader sees the old or the new file, never half."""
+
+import json
+import os
+import tempfile
+
+
+def write_json(path, obj):
+    data = json.dumps(obj, indent=1, sort_keys=True).encode()
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def read_json(path):
+    with open(path, "rb") as f:
+        return json.loads(f.read())
