@@ -1,0 +1,1038 @@
+/*
+ * shim.c - clone a container child and set it up in C up to execve.
+ *
+ * Why C: after clone() the child runs a copy of a multi-threaded Python
+ * process.  Any lock held by another thread at clone time (the allocator,
+ * stdio, the GIL) stays locked forever in the child, so the child may only
+ * use async-signal-safe operations.  All memory it needs was prepared by the
+ * parent; the child only reads it (copy-on-write) and uses stack buffers.
+ *
+ * Rules followed by everything reachable from child_main():
+ *   - no malloc, no stdio, no locale, no Python;
+ *   - raw syscalls for set*id/setgroups: glibc's wrappers broadcast the
+ *     change to every thread of the process (SIGSETXID) and, after a raw
+ *     clone, glibc still believes the parent's threads exist;
+ *   - every failure is reported as (step, errno, index) on the CLOEXEC
+ *     error pipe, followed by _exit(127).
+ *
+ * The layout of the steps follows runc/crun: private mount tree, root
+ * filesystem, API filesystems, masked and read-only paths, bind mounts,
+ * pivot_root, hostname, stdio/tty, wait for the parent (cgroups), drop
+ * privileges, close fds, exec.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <termios.h>
+
+#include "shim.h"
+
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#endif
+#ifndef PR_CAP_AMBIENT_CLEAR_ALL
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+#define PYD_PATH_MAX 4096
+#define PYD_MAXSYMLINKS 40
+#define PYD_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* Docker's default capability set:
+ * CHOWN(0) DAC_OVERRIDE(1) FOWNER(3) FSETID(4) KILL(5) SETGID(6) SETUID(7)
+ * SETPCAP(8) NET_BIND_SERVICE(10) NET_RAW(13) SYS_CHROOT(18) MKNOD(27)
+ * AUDIT_WRITE(29) SETFCAP(31) = 0xa80425fb. */
+#define PYD_DEFAULT_CAPS 0xa80425fbULL
+
+/* ------------------------------------------------------------------ */
+/* Tables (also used by pyd_step_object to name what failed)           */
+/* ------------------------------------------------------------------ */
+
+static const char *const step_names[PYD_STEP_COUNT] = {
+    [PYD_STEP_READY] = "ready",
+    [PYD_STEP_MAKE_PRIVATE] = "make-private",
+    [PYD_STEP_ROOTFS] = "rootfs",
+    [PYD_STEP_MOUNT] = "mount",
+    [PYD_STEP_DEVICES] = "devices",
+    [PYD_STEP_MASK] = "mask",
+    [PYD_STEP_READONLY] = "readonly",
+    [PYD_STEP_BIND] = "bind",
+    [PYD_STEP_LOOPBACK] = "loopback",
+    [PYD_STEP_PIVOT_ROOT] = "pivot_root",
+    [PYD_STEP_HOSTNAME] = "sethostname",
+    [PYD_STEP_CWD] = "chdir",
+    [PYD_STEP_TTY] = "tty",
+    [PYD_STEP_STDIO] = "stdio",
+    [PYD_STEP_SYNC] = "sync",
+    [PYD_STEP_CAP_BOUNDING] = "capbset",
+    [PYD_STEP_SETGROUPS] = "setgroups",
+    [PYD_STEP_SETRESGID] = "setresgid",
+    [PYD_STEP_SETRESUID] = "setresuid",
+    [PYD_STEP_CAPSET] = "capset",
+    [PYD_STEP_CLOSE_FDS] = "close-fds",
+    [PYD_STEP_EXEC] = "exec",
+};
+
+/* API filesystems, mounted in this order.  /dev is populated (devices
+ * table) right after it is mounted, before /dev/pts and friends. */
+struct mount_entry {
+    const char *target;
+    const char *source;
+    const char *type;
+    unsigned long flags;
+    const char *data;
+    int optional;          /* failure is ignored (kernel may lack it) */
+};
+
+#define MOUNT_DEV_INDEX 1
+static const struct mount_entry mounts[] = {
+    {"/proc", "proc", "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL, 0},
+    {"/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k", 0},
+    {"/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
+     "newinstance,ptmxmode=0666,mode=0620,gid=5", 0},
+    {"/dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k", 0},
+    {"/dev/mqueue", "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 1},
+    {"/sys", "sysfs", "sysfs", MS_NOSUID | MS_NOEXEC | MS_NODEV | MS_RDONLY, NULL, 0},
+};
+#define NMOUNTS ((int)(sizeof(mounts) / sizeof(mounts[0])))
+
+/* Contents of the container's /dev.  kind: 'c' char device, 'l' symlink,
+ * 'f' empty file (console: the pty slave is bind-mounted on it later). */
+struct dev_entry {
+    const char *path;      /* container path, for error messages */
+    const char *name;      /* name inside /dev */
+    char kind;
+    unsigned int major, minor;
+    const char *link;
+};
+
+#define DEV_CONSOLE_INDEX 6
+static const struct dev_entry devices[] = {
+    {"/dev/null", "null", 'c', 1, 3, NULL},
+    {"/dev/zero", "zero", 'c', 1, 5, NULL},
+    {"/dev/full", "full", 'c', 1, 7, NULL},
+    {"/dev/random", "random", 'c', 1, 8, NULL},
+    {"/dev/urandom", "urandom", 'c', 1, 9, NULL},
+    {"/dev/tty", "tty", 'c', 5, 0, NULL},
+    {"/dev/console", "console", 'f', 0, 0, NULL},
+    {"/dev/fd", "fd", 'l', 0, 0, "/proc/self/fd"},
+    {"/dev/stdin", "stdin", 'l', 0, 0, "/proc/self/fd/0"},
+    {"/dev/stdout", "stdout", 'l', 0, 0, "/proc/self/fd/1"},
+    {"/dev/stderr", "stderr", 'l', 0, 0, "/proc/self/fd/2"},
+    {"/dev/ptmx", "ptmx", 'l', 0, 0, "pts/ptmx"},
+};
+#define NDEVICES ((int)(sizeof(devices) / sizeof(devices[0])))
+
+static const char *const masked_paths[] = {
+    "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+    "/proc/latency_stats", "/proc/timer_stats", "/sys/firmware",
+    "/proc/acpi", "/proc/scsi",
+};
+#define NMASKED ((int)(sizeof(masked_paths) / sizeof(masked_paths[0])))
+
+static const char *const readonly_paths[] = {
+    "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs",
+};
+#define NREADONLY ((int)(sizeof(readonly_paths) / sizeof(readonly_paths[0])))
+
+const char *pyd_step_name(int step)
+{
+    if (step < 0 || step >= PYD_STEP_COUNT || !step_names[step])
+        return "unknown";
+    return step_names[step];
+}
+
+const char *pyd_step_object(int step, int index)
+{
+    if (index < 0)
+        return NULL;
+    switch (step) {
+    case PYD_STEP_MOUNT:
+        return index < NMOUNTS ? mounts[index].target : NULL;
+    case PYD_STEP_DEVICES:
+        return index < NDEVICES ? devices[index].path : NULL;
+    case PYD_STEP_MASK:
+        return index < NMASKED ? masked_paths[index] : NULL;
+    case PYD_STEP_READONLY:
+        return index < NREADONLY ? readonly_paths[index] : NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Child helpers: async-signal-safe only                               */
+/* ------------------------------------------------------------------ */
+
+struct child_ctx {
+    const struct pyd_spec *spec;
+    int err_fd;    /* write end of the error pipe */
+    int sync_fd;   /* read end of the go-ahead pipe */
+    int sock_fd;   /* child end of the tty socketpair, or -1 */
+};
+
+/* Report a failure and die.  The record is 12 bytes, well under PIPE_BUF,
+ * so the write is atomic; nothing useful can be done if it fails. */
+static void __attribute__((noreturn))
+child_fail(const struct child_ctx *c, int step, int index, int err)
+{
+    struct pyd_report rep = {step, err, index};
+    ssize_t n;
+    do {
+        n = write(c->err_fd, &rep, sizeof rep);
+    } while (n < 0 && errno == EINTR);
+    _exit(127);
+}
+
+/* "/proc/self/fd/<fd>" into buf (>= 32 bytes) without snprintf. */
+static void fd_path(char *buf, int fd)
+{
+    static const char prefix[] = "/proc/self/fd/";
+    char digits[12];
+    int n = 0;
+    unsigned int v = (unsigned int)fd;
+    memcpy(buf, prefix, sizeof prefix - 1);
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    char *p = buf + sizeof prefix - 1;
+    while (n)
+        *p++ = digits[--n];
+    *p = '\0';
+}
+
+static int sys_openat2(int dirfd, const char *path, int flags, unsigned long long resolve)
+{
+    struct open_how how;
+    int fd, tries = 0;
+    memset(&how, 0, sizeof how);
+    how.flags = (unsigned long long)flags;
+    how.resolve = resolve;
+    /* RESOLVE_IN_ROOT may return EAGAIN when a concurrent rename/mount
+     * races with the walk; retrying is what the man page recommends. */
+    do {
+        fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    } while (fd < 0 && errno == EAGAIN && ++tries < 16);
+    return fd;
+}
+
+enum { CREATE_NONE = 0, CREATE_DIR = 1, CREATE_FILE = 2 };
+
+/*
+ * Open `path` as if `rootfd` were "/", following symlinks *inside* that
+ * root, optionally creating what is missing.  Returns an O_PATH fd or
+ * -errno.
+ *
+ * Why not one openat2(RESOLVE_IN_ROOT) call: we must create missing
+ * components, and a component may be a dangling symlink ("/evil -> /tmp/x"
+ * where rootfs/tmp/x does not exist yet).  mkdir on the symlink's name
+ * fails with EEXIST, so we expand symlinks ourselves (like securejoin):
+ * `res` is always a symlink-free path relative to the root, each step is
+ * opened with RESOLVE_IN_ROOT|RESOLVE_NO_SYMLINKS, and a symlink found as
+ * the last component is read and spliced in front of the remaining path.
+ * An absolute link restarts at the container root, never the host's.
+ */
+static int open_in_root(int rootfd, const char *path, int create)
+{
+    const unsigned long long resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    char res[PYD_PATH_MAX];
+    char rem[2][PYD_PATH_MAX];
+    int cur = 0, links = 0;
+    size_t rlen = 0, plen = strlen(path);
+    const char *p;
+
+    if (plen >= PYD_PATH_MAX)
+        return -ENAMETOOLONG;
+    memcpy(rem[0], path, plen + 1);
+    p = rem[0];
+    res[0] = '\0';
+
+    for (;;) {
+        const char *comp, *q;
+        size_t clen, save;
+        int fd, last, err;
+        struct stat st;
+
+        while (*p == '/')
+            p++;
+        if (*p == '\0')
+            break;
+        comp = p;
+        for (q = p; *q && *q != '/'; q++)
+            ;
+        clen = (size_t)(q - comp);
+        p = q;
+        for (q = p; *q == '/'; q++)
+            ;
+        last = (*q == '\0');
+
+        if (clen == 1 && comp[0] == '.')
+            continue;
+        if (clen == 2 && comp[0] == '.' && comp[1] == '.') {
+            /* res has no symlinks, so ".." is purely lexical; it stops at
+             * the root like the kernel's RESOLVE_IN_ROOT does. */
+            while (rlen > 0 && res[rlen - 1] != '/')
+                rlen--;
+            if (rlen > 0)
+                rlen--;
+            res[rlen] = '\0';
+            continue;
+        }
+
+        save = rlen;
+        if (rlen + 1 + clen + 1 > PYD_PATH_MAX)
+            return -ENAMETOOLONG;
+        if (rlen)
+            res[rlen++] = '/';
+        memcpy(res + rlen, comp, clen);
+        rlen += clen;
+        res[rlen] = '\0';
+
+        fd = sys_openat2(rootfd, res, O_PATH | O_NOFOLLOW | O_CLOEXEC, resolve);
+        if (fd < 0 && errno == ENOENT && create != CREATE_NONE) {
+            /* Create it inside the already resolved parent directory
+             * (res[:save], symlink-free), never through a path string. */
+            int pfd;
+            if (save) {
+                res[save] = '\0';
+                pfd = sys_openat2(rootfd, res, O_PATH | O_DIRECTORY | O_CLOEXEC, resolve);
+                res[save] = '/';
+            } else {
+                pfd = sys_openat2(rootfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, resolve);
+            }
+            if (pfd < 0)
+                return -errno;
+            const char *name = res + (save ? save + 1 : 0);
+            int r;
+            if (last && create == CREATE_FILE) {
+                r = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (r >= 0)
+                    close(r);
+            } else {
+                r = mkdirat(pfd, name, 0755);
+            }
+            err = errno;
+            close(pfd);
+            if (r < 0 && err != EEXIST)
+                return -err;
+            fd = sys_openat2(rootfd, res, O_PATH | O_NOFOLLOW | O_CLOEXEC, resolve);
+        }
+        if (fd < 0)
+            return -errno;
+        if (fstat(fd, &st) < 0) {
+            err = errno;
+            close(fd);
+            return -err;
+        }
+        if (S_ISLNK(st.st_mode)) {
+            char *dst = rem[1 - cur];
+            ssize_t n;
+            size_t restlen = strlen(p);
+            if (++links > PYD_MAXSYMLINKS) {
+                close(fd);
+                return -ELOOP;
+            }
+            /* An empty path with an O_PATH symlink fd reads that link. */
+            n = readlinkat(fd, "", dst, PYD_PATH_MAX);
+            err = errno;
+            close(fd);
+            if (n < 0)
+                return -err;
+            if ((size_t)n + 1 + restlen + 1 > PYD_PATH_MAX)
+                return -ENAMETOOLONG;
+            dst[n] = '/';
+            memcpy(dst + n + 1, p, restlen + 1);
+            cur = 1 - cur;
+            p = rem[cur];
+            /* Relative links resolve from the link's directory, absolute
+             * ones from the container root. */
+            rlen = (dst[0] == '/') ? 0 : save;
+            res[rlen] = '\0';
+            continue;
+        }
+        close(fd);
+        if (!last && !S_ISDIR(st.st_mode))
+            return -ENOTDIR;
+    }
+
+    {
+        int fd = sys_openat2(rootfd, rlen ? res : ".", O_PATH | O_CLOEXEC, resolve);
+        return fd < 0 ? -errno : fd;
+    }
+}
+
+/* Translate statfs f_flags (ST_*) into the MS_* flags a bind remount must
+ * repeat: a MS_REMOUNT replaces the per-mount flags, it does not add. */
+static unsigned long mount_flags_of(int fd)
+{
+    struct statfs sfs;
+    unsigned long fl = 0;
+    if (fstatfs(fd, &sfs) < 0)
+        return 0;
+    if (sfs.f_flags & ST_RDONLY) fl |= MS_RDONLY;
+    if (sfs.f_flags & ST_NOSUID) fl |= MS_NOSUID;
+    if (sfs.f_flags & ST_NODEV) fl |= MS_NODEV;
+    if (sfs.f_flags & ST_NOEXEC) fl |= MS_NOEXEC;
+    if (sfs.f_flags & ST_SYNCHRONOUS) fl |= MS_SYNCHRONOUS;
+    if (sfs.f_flags & ST_MANDLOCK) fl |= MS_MANDLOCK;
+    if (sfs.f_flags & ST_NOATIME) fl |= MS_NOATIME;
+    if (sfs.f_flags & ST_NODIRATIME) fl |= MS_NODIRATIME;
+    if (sfs.f_flags & ST_RELATIME) fl |= MS_RELATIME;
+    return fl;
+}
+
+/* Remount the mount now sitting at `path` (inside root) read-only.  The
+ * path is re-opened after the bind so the fd refers to the new mount, not
+ * to the directory underneath it. */
+static int remount_ro(int rootfd, const char *path, unsigned long extra)
+{
+    char fdp[32];
+    int fd = open_in_root(rootfd, path, CREATE_NONE);
+    int r, err;
+    if (fd < 0)
+        return fd;
+    fd_path(fdp, fd);
+    r = mount(NULL, fdp, NULL,
+              MS_BIND | MS_REMOUNT | MS_RDONLY | extra | mount_flags_of(fd), NULL);
+    err = errno;
+    close(fd);
+    return r < 0 ? -err : 0;
+}
+
+/* Mount a filesystem (or a bind source) on `target` resolved inside root. */
+static int mount_in_root(int rootfd, const char *target, int create, const char *src,
+                         const char *type, unsigned long flags, const char *data)
+{
+    char fdp[32];
+    int fd = open_in_root(rootfd, target, create);
+    int r, err;
+    if (fd < 0)
+        return fd;
+    fd_path(fdp, fd);
+    r = mount(src, fdp, type, flags, data);
+    err = errno;
+    close(fd);
+    return r < 0 ? -err : 0;
+}
+
+/* Fill the fresh /dev tmpfs.  devfd refers to the tmpfs root. */
+static void populate_dev(const struct child_ctx *c, int devfd)
+{
+    for (int i = 0; i < NDEVICES; i++) {
+        const struct dev_entry *d = &devices[i];
+        int r = 0;
+        if (d->kind == 'c') {
+            r = mknodat(devfd, d->name, S_IFCHR | 0666, makedev(d->major, d->minor));
+            /* umask is 0 in the child, but be explicit about the mode. */
+            if (r == 0)
+                r = fchmodat(devfd, d->name, 0666, 0);
+        } else if (d->kind == 'l') {
+            r = symlinkat(d->link, devfd, d->name);
+        } else if (i == DEV_CONSOLE_INDEX) {
+            /* Only a tty container gets /dev/console (the pty slave is
+             * bound onto it), as with Docker: never the host's console. */
+            if (c->spec->tty) {
+                r = openat(devfd, d->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+                if (r >= 0) {
+                    close(r);
+                    r = 0;
+                }
+            }
+        }
+        if (r < 0)
+            child_fail(c, PYD_STEP_DEVICES, i, errno);
+    }
+}
+
+/* Steps 3-4: API filesystems, /dev, masked and read-only paths. */
+static void setup_mounts(const struct child_ctx *c, int rootfd)
+{
+    int r, devfd, nullfd;
+    char nullp[32];
+
+    for (int i = 0; i < NMOUNTS; i++) {
+        const struct mount_entry *m = &mounts[i];
+        r = mount_in_root(rootfd, m->target, CREATE_DIR, m->source, m->type, m->flags, m->data);
+        if (r < 0 && !m->optional)
+            child_fail(c, PYD_STEP_MOUNT, i, -r);
+        if (i == MOUNT_DEV_INDEX) {
+            /* Re-open: now resolves to the root of the new tmpfs. */
+            devfd = open_in_root(rootfd, "/dev", CREATE_NONE);
+            if (devfd < 0)
+                child_fail(c, PYD_STEP_MOUNT, i, -devfd);
+            populate_dev(c, devfd);
+            close(devfd);
+        }
+    }
+
+    /* Masked paths: files get the container's /dev/null bound on them,
+     * directories an empty read-only tmpfs.  Missing paths are fine. */
+    nullfd = open_in_root(rootfd, "/dev/null", CREATE_NONE);
+    if (nullfd < 0)
+        child_fail(c, PYD_STEP_DEVICES, 0, -nullfd);
+    fd_path(nullp, nullfd);
+    for (int i = 0; i < NMASKED; i++) {
+        char fdp[32];
+        struct stat st;
+        int fd = open_in_root(rootfd, masked_paths[i], CREATE_NONE);
+        if (fd == -ENOENT)
+            continue;
+        if (fd < 0)
+            child_fail(c, PYD_STEP_MASK, i, -fd);
+        if (fstat(fd, &st) < 0)
+            child_fail(c, PYD_STEP_MASK, i, errno);
+        fd_path(fdp, fd);
+        if (S_ISDIR(st.st_mode))
+            r = mount("tmpfs", fdp, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0k");
+        else
+            r = mount(nullp, fdp, NULL, MS_BIND, NULL);
+        if (r < 0)
+            child_fail(c, PYD_STEP_MASK, i, errno);
+        close(fd);
+    }
+    close(nullfd);
+
+    /* Read-only paths: bind onto itself, then remount read-only keeping
+     * the flags the mount already has. */
+    for (int i = 0; i < NREADONLY; i++) {
+        char fdp[32];
+        int fd = open_in_root(rootfd, readonly_paths[i], CREATE_NONE);
+        if (fd == -ENOENT)
+            continue;
+        if (fd < 0)
+            child_fail(c, PYD_STEP_READONLY, i, -fd);
+        fd_path(fdp, fd);
+        r = mount(fdp, fdp, NULL, MS_BIND | MS_REC, NULL);
+        if (r < 0)
+            child_fail(c, PYD_STEP_READONLY, i, errno);
+        close(fd);
+        r = remount_ro(rootfd, readonly_paths[i], MS_NOSUID | MS_NODEV | MS_NOEXEC);
+        if (r < 0)
+            child_fail(c, PYD_STEP_READONLY, i, -r);
+    }
+}
+
+/* Step 5: the spec's bind mounts (volumes and /etc/hosts & co). */
+static void setup_binds(const struct child_ctx *c, int rootfd)
+{
+    const struct pyd_spec *s = c->spec;
+    for (int i = 0; i < s->nbinds; i++) {
+        const struct pyd_bind *b = &s->binds[i];
+        struct stat st;
+        int r;
+        /* The source is a host path chosen by the daemon: plain stat. */
+        if (stat(b->source, &st) < 0)
+            child_fail(c, PYD_STEP_BIND, i, errno);
+        r = mount_in_root(rootfd, b->target, S_ISDIR(st.st_mode) ? CREATE_DIR : CREATE_FILE,
+                          b->source, NULL, MS_BIND | MS_REC, NULL);
+        if (r < 0)
+            child_fail(c, PYD_STEP_BIND, i, -r);
+        if (b->readonly) {
+            r = remount_ro(rootfd, b->target, 0);
+            if (r < 0)
+                child_fail(c, PYD_STEP_BIND, i, -r);
+        }
+    }
+}
+
+/* Bring up "lo": a fresh net namespace has it, but down. */
+static void setup_loopback(const struct child_ctx *c)
+{
+    struct ifreq ifr;
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        child_fail(c, PYD_STEP_LOOPBACK, -1, errno);
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        child_fail(c, PYD_STEP_LOOPBACK, -1, errno);
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        child_fail(c, PYD_STEP_LOOPBACK, -1, errno);
+    close(s);
+}
+
+/* mkdir -p inside the (already pivoted) root, component by component. */
+static int mkdir_p(const char *path)
+{
+    char buf[PYD_PATH_MAX];
+    size_t len = strlen(path);
+    if (len >= sizeof buf)
+        return -ENAMETOOLONG;
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char saved = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                return -errno;
+            buf[i] = saved;
+        }
+    }
+    return 0;
+}
+
+/* Step 7 with a tty: allocate a pty from the container's own devpts,
+ * hand the master to the parent, make the slave our controlling tty. */
+static void setup_tty(const struct child_ctx *c)
+{
+    char name[32] = "/dev/pts/";
+    char digits[12];
+    int master, slave, unlock = 0, n = 0, len = 9;
+    unsigned int ptn;
+    struct msghdr msg;
+    struct iovec iov;
+    char byte = 'T';
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } cmsg_u;
+    struct cmsghdr *cmsg;
+
+    master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        child_fail(c, PYD_STEP_TTY, -1, errno);
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &ptn) < 0)
+        child_fail(c, PYD_STEP_TTY, -1, errno);
+    do {
+        digits[n++] = (char)('0' + ptn % 10);
+        ptn /= 10;
+    } while (ptn);
+    while (n)
+        name[len++] = digits[--n];
+    name[len] = '\0';
+    slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0)
+        child_fail(c, PYD_STEP_TTY, -1, errno);
+
+    /* Send the master over the socketpair (SCM_RIGHTS). */
+    memset(&msg, 0, sizeof msg);
+    memset(&cmsg_u, 0, sizeof cmsg_u);
+    iov.iov_base = &byte;
+    iov.iov_len = 1;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg_u.buf;
+    msg.msg_controllen = sizeof cmsg_u.buf;
+    cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
+    for (;;) {
+        ssize_t r = sendmsg(c->sock_fd, &msg, MSG_NOSIGNAL);
+        if (r >= 0)
+            break;
+        if (errno != EINTR)
+            child_fail(c, PYD_STEP_TTY, -1, errno);
+    }
+    close(master);
+
+    /* /dev/console is the terminal too, as with Docker's -t. */
+    if (mount(name, "/dev/console", NULL, MS_BIND, NULL) < 0)
+        child_fail(c, PYD_STEP_TTY, -1, errno);
+    /* A non-root user must be able to reopen its own terminal. */
+    if (c->spec->uid != 0 && fchown(slave, c->spec->uid, (gid_t)-1) < 0)
+        child_fail(c, PYD_STEP_TTY, -1, errno);
+
+    if (setsid() < 0)
+        child_fail(c, PYD_STEP_TTY, -1, errno);
+    if (ioctl(slave, TIOCSCTTY, 0) < 0)
+        child_fail(c, PYD_STEP_TTY, -1, errno);
+    for (int fd = 0; fd < 3; fd++)
+        if (dup2(slave, fd) < 0)
+            child_fail(c, PYD_STEP_TTY, -1, errno);
+    if (slave > 2)
+        close(slave);
+}
+
+/* Step 7 without a tty: the spec's fds (or /dev/null) become 0, 1, 2. */
+static void setup_stdio(const struct child_ctx *c)
+{
+    int fds[3] = {c->spec->stdin_fd, c->spec->stdout_fd, c->spec->stderr_fd};
+    int nullfd = -1;
+
+    /* First move sources that sit on 0..2 out of the way, so that a dup2
+     * onto fd 1 cannot clobber a source that is still to be copied (and so
+     * that dup2 always clears CLOEXEC: dup2(x, x) would not). */
+    for (int i = 0; i < 3; i++) {
+        if (fds[i] >= 0 && fds[i] < 3) {
+            fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+            if (fds[i] < 0)
+                child_fail(c, PYD_STEP_STDIO, i, errno);
+        } else if (fds[i] < 0) {
+            if (nullfd < 0) {
+                nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+                if (nullfd < 0)
+                    child_fail(c, PYD_STEP_STDIO, i, errno);
+            }
+            fds[i] = nullfd;
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        if (dup2(fds[i], i) < 0)
+            child_fail(c, PYD_STEP_STDIO, i, errno);
+    /* The copies above 2 are CLOEXEC and go away at exec. */
+    if (setsid() < 0)
+        child_fail(c, PYD_STEP_STDIO, -1, errno);
+}
+
+/* Step 9: bounding set, identity, capability sets. */
+static void drop_privileges(const struct child_ctx *c)
+{
+    const struct pyd_spec *s = c->spec;
+    int last = s->cap_last_cap > 0 ? s->cap_last_cap : 63;
+
+    for (int cap = 0; cap <= last; cap++) {
+        if (PYD_DEFAULT_CAPS & (1ULL << cap))
+            continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            /* Probing without cap_last_cap: EINVAL marks the end. */
+            if (errno == EINVAL && s->cap_last_cap <= 0)
+                break;
+            child_fail(c, PYD_STEP_CAP_BOUNDING, cap, errno);
+        }
+    }
+
+    /* Raw syscalls: see the comment at the top of the file. */
+    if (syscall(SYS_setgroups, (size_t)(s->ngroups > 0 ? s->ngroups : 0), s->groups) < 0)
+        child_fail(c, PYD_STEP_SETGROUPS, -1, errno);
+    if (syscall(SYS_setresgid, s->gid, s->gid, s->gid) < 0)
+        child_fail(c, PYD_STEP_SETRESGID, -1, errno);
+    if (syscall(SYS_setresuid, s->uid, s->uid, s->uid) < 0)
+        child_fail(c, PYD_STEP_SETRESUID, -1, errno);
+
+    /* A non-root uid lost every capability in setresuid (no KEEPCAPS).
+     * Root keeps the full set: trim permitted/effective to the default 14
+     * and empty the inheritable set. */
+    if (s->uid == 0) {
+        struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct data[2];
+        memset(data, 0, sizeof data);
+        data[0].effective = data[0].permitted = (uint32_t)(PYD_DEFAULT_CAPS & 0xffffffffULL);
+        data[1].effective = data[1].permitted = (uint32_t)(PYD_DEFAULT_CAPS >> 32);
+        if (syscall(SYS_capset, &hdr, data) < 0)
+            child_fail(c, PYD_STEP_CAPSET, -1, errno);
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        child_fail(c, PYD_STEP_CAPSET, -1, errno);
+}
+
+/* Step 10: exec, searching $PATH from the container's envp like execvp. */
+static void __attribute__((noreturn)) do_exec(const struct child_ctx *c)
+{
+    const struct pyd_spec *s = c->spec;
+    const char *file = s->argv[0];
+    const char *path = PYD_DEFAULT_PATH;
+    char buf[PYD_PATH_MAX];
+    size_t flen = strlen(file);
+    int seen_eacces = 0;
+
+    if (flen == 0)
+        child_fail(c, PYD_STEP_EXEC, -1, ENOENT);
+    if (strchr(file, '/')) {
+        execve(file, s->argv, s->envp);
+        child_fail(c, PYD_STEP_EXEC, -1, errno);
+    }
+    for (char *const *e = s->envp; e && *e; e++)
+        if (strncmp(*e, "PATH=", 5) == 0) {
+            path = *e + 5;
+            break;
+        }
+    for (const char *p = path;; ) {
+        const char *end = strchr(p, ':');
+        size_t dlen = end ? (size_t)(end - p) : strlen(p);
+        if (dlen == 0) {
+            /* Empty element means the current directory. */
+            buf[0] = '.';
+            dlen = 1;
+        } else if (dlen < sizeof buf) {
+            memcpy(buf, p, dlen);
+        }
+        if (dlen + 1 + flen + 1 <= sizeof buf) {
+            buf[dlen] = '/';
+            memcpy(buf + dlen + 1, file, flen + 1);
+            execve(buf, s->argv, s->envp);
+            switch (errno) {
+            case EACCES:
+                /* Keep looking, but report EACCES if nothing else runs. */
+                seen_eacces = 1;
+                break;
+            case ENOENT:
+            case ENOTDIR:
+            case ESTALE:
+            case ENODEV:
+            case ETIMEDOUT:
+                break;
+            default:
+                /* A real error (ENOEXEC, E2BIG, ...): report it now. */
+                child_fail(c, PYD_STEP_EXEC, -1, errno);
+            }
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    child_fail(c, PYD_STEP_EXEC, -1, seen_eacces ? EACCES : ENOENT);
+}
+
+static void __attribute__((noreturn)) child_main(const struct child_ctx *c)
+{
+    const struct pyd_spec *s = c->spec;
+    int rootfd;
+    ssize_t n;
+    char go;
+
+    /* Files we create get exactly the modes we ask for. */
+    umask(0);
+
+    /* 1. Nothing we mount may propagate back to the host. */
+    if (mount("", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        child_fail(c, PYD_STEP_MAKE_PRIVATE, -1, errno);
+
+    /* 2. Root filesystem; it must be a mount point for pivot_root. */
+    if (s->overlay_data) {
+        /* Relative lowerdirs keep the option string under one page. */
+        if (s->layers_dir && chdir(s->layers_dir) < 0)
+            child_fail(c, PYD_STEP_ROOTFS, -1, errno);
+        if (mount("overlay", s->rootfs, "overlay", 0, s->overlay_data) < 0)
+            child_fail(c, PYD_STEP_ROOTFS, -1, errno);
+    } else {
+        const char *src = s->rootfs_source ? s->rootfs_source : s->rootfs;
+        if (mount(src, s->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+            child_fail(c, PYD_STEP_ROOTFS, -1, errno);
+    }
+    rootfd = open(s->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        child_fail(c, PYD_STEP_ROOTFS, -1, errno);
+
+    /* 3-4. API filesystems, masked and read-only paths. */
+    setup_mounts(c, rootfd);
+
+    /* 5. Bind mounts, then networking basics. */
+    setup_binds(c, rootfd);
+    setup_loopback(c);
+
+    /* 6. Switch root.  pivot_root(".", ".") stacks the old root on top of
+     * the new one; detaching "." then removes it (no put_old directory). */
+    if (fchdir(rootfd) < 0)
+        child_fail(c, PYD_STEP_PIVOT_ROOT, -1, errno);
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        child_fail(c, PYD_STEP_PIVOT_ROOT, -1, errno);
+    if (umount2(".", MNT_DETACH) < 0)
+        child_fail(c, PYD_STEP_PIVOT_ROOT, -1, errno);
+    if (chdir("/") < 0)
+        child_fail(c, PYD_STEP_PIVOT_ROOT, -1, errno);
+    close(rootfd);
+    if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
+        child_fail(c, PYD_STEP_HOSTNAME, -1, errno);
+
+    /* Working directory: created as root (like runc), now that "/" is the
+     * container's, so every symlink resolves inside it. */
+    if (s->cwd) {
+        int r = mkdir_p(s->cwd);
+        if (r < 0)
+            child_fail(c, PYD_STEP_CWD, -1, -r);
+        if (chdir(s->cwd) < 0)
+            child_fail(c, PYD_STEP_CWD, -1, errno);
+    }
+
+    /* 7. Standard streams. */
+    if (s->tty)
+        setup_tty(c);
+    else
+        setup_stdio(c);
+
+    /* 8. Tell the parent we are ready, wait until it has put us in our
+     * cgroups.  EOF means the parent gave up: leave quietly. */
+    {
+        struct pyd_report ready = {PYD_STEP_READY, 0, -1};
+        do {
+            n = write(c->err_fd, &ready, sizeof ready);
+        } while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)sizeof ready)
+            _exit(127);
+    }
+    do {
+        n = read(c->sync_fd, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n == 0)
+        _exit(127);
+    if (n < 0)
+        child_fail(c, PYD_STEP_SYNC, -1, errno);
+    close(c->sync_fd);
+
+    /* 9. Privileges. */
+    drop_privileges(c);
+
+    /* 10. No fd above 2 may reach the container.  CLOEXEC rather than
+     * close so the error pipe stays usable until execve succeeds. */
+    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        for (int fd = 3; fd < 1024; fd++)
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+
+    /* Python ignores SIGPIPE and SIGXFSZ; ignored dispositions survive
+     * execve, so reset everything before unblocking (the parent blocked
+     * all signals around clone so no Python handler runs in the child). */
+    {
+        struct sigaction sa;
+        sigset_t none;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP)
+                sigaction(sig, &sa, NULL);   /* EINVAL for glibc-reserved ones: fine */
+        umask(022);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+    }
+    do_exec(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Parent side                                                         */
+/* ------------------------------------------------------------------ */
+
+static void close_if(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+int pyd_spawn(const struct pyd_spec *spec, struct pyd_result *res)
+{
+    int errp[2] = {-1, -1}, syncp[2] = {-1, -1}, sv[2] = {-1, -1};
+    sigset_t all, old;
+    long pid;
+    int err;
+
+    res->pid = -1;
+    res->err_fd = res->sync_fd = res->tty_sock = -1;
+    if (!spec || !spec->rootfs || !spec->argv || !spec->argv[0])
+        return -EINVAL;
+
+    /* CLOEXEC everywhere: a concurrent spawn or fork from another thread
+     * must not keep these open past its exec. */
+    if (pipe2(errp, O_CLOEXEC) < 0)
+        goto fail;
+    if (pipe2(syncp, O_CLOEXEC) < 0)
+        goto fail;
+    if (spec->tty && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        goto fail;
+
+    /* Block every signal across the clone so that no Python-level signal
+     * handler can run in the child; the child unblocks just before exec. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* Fork-like clone (no new stack, no callback): the child continues
+     * right here on a copy-on-write copy of this thread's stack. */
+    pid = syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID |
+                  CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0);
+    if (pid == 0) {
+        struct child_ctx c = {spec, errp[1], syncp[0], sv[1]};
+        /* The parent's ends: holding them would hide the parent's EOF. */
+        close(errp[0]);
+        close(syncp[1]);
+        close_if(sv[0]);
+        child_main(&c);
+    }
+    err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    close(errp[1]);
+    close(syncp[0]);
+    close_if(sv[1]);
+    errp[1] = syncp[0] = sv[1] = -1;
+    if (pid < 0) {
+        errno = err;
+        goto fail;
+    }
+    res->pid = (int)pid;
+    res->err_fd = errp[0];
+    res->sync_fd = syncp[1];
+    res->tty_sock = sv[0];
+    return 0;
+
+fail:
+    err = errno;
+    close_if(errp[0]);
+    close_if(errp[1]);
+    close_if(syncp[0]);
+    close_if(syncp[1]);
+    close_if(sv[0]);
+    close_if(sv[1]);
+    return -err;
+}
+
+int pyd_recv_fd(int sock)
+{
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } cmsg_u;
+    struct msghdr msg;
+    struct cmsghdr *cmsg;
+    ssize_t n;
+    int fd = -1;
+
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg_u.buf;
+    msg.msg_controllen = sizeof cmsg_u.buf;
+    do {
+        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return -ECONNRESET;
+    for (cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+        if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS &&
+            cmsg->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
+            break;
+        }
+    }
+    if (msg.msg_flags & MSG_CTRUNC) {
+        close_if(fd);
+        return -EMSGSIZE;
+    }
+    return fd >= 0 ? fd : -EBADMSG;
+}

@@ -1,0 +1,119 @@
+/*
+ * shim.h - the C half of pyd's container launcher.
+ *
+ * pyd_spawn() clones a child into new mount, uts, ipc, pid and net
+ * namespaces and sets it up entirely in C between clone and execve: no
+ * Python, no malloc, no stdio in the child.  Everything the child needs
+ * (argv, envp, paths, the overlay option string) is prepared by the parent
+ * before the clone.
+ *
+ * Protocol between the child and the parent (pyd/native.py):
+ *   - error pipe (CLOEXEC): the child writes struct pyd_report records.
+ *     First a PYD_STEP_READY record once the root is set up and it waits
+ *     for the go-ahead; after that either nothing (EOF: execve succeeded,
+ *     the pipe was closed by CLOEXEC) or one failure record.  A failure
+ *     record is always followed by _exit(127).
+ *   - sync pipe: the parent writes one byte once it has placed the child in
+ *     its cgroups.  EOF instead means "abort": the child exits quietly.
+ *   - tty socket (only with spec->tty): the child sends the pty master fd
+ *     with SCM_RIGHTS before the READY record.
+ *
+ * Keep the declarations below in step with the cdef in native/build.py.
+ */
+#ifndef PYD_SHIM_H
+#define PYD_SHIM_H
+
+#include <sys/types.h>
+
+/* Steps of the child's setup.  The numbering is part of the protocol with
+ * pyd/native.py, which turns (step, errno, index) into an OSError. */
+enum pyd_step {
+    PYD_STEP_READY = 0,        /* not a failure: setup done, waiting     */
+    PYD_STEP_MAKE_PRIVATE = 1, /* mount("", "/", MS_REC|MS_PRIVATE)      */
+    PYD_STEP_ROOTFS,           /* overlay (or bind) mount onto rootfs    */
+    PYD_STEP_MOUNT,            /* /proc /dev /dev/pts ... (index: table) */
+    PYD_STEP_DEVICES,          /* mknod/symlinks in /dev (index: table)  */
+    PYD_STEP_MASK,             /* masked paths (index: table)            */
+    PYD_STEP_READONLY,         /* read-only paths (index: table)         */
+    PYD_STEP_BIND,             /* spec bind mounts (index: spec->binds)  */
+    PYD_STEP_LOOPBACK,         /* bring "lo" up in the new net ns        */
+    PYD_STEP_PIVOT_ROOT,       /* pivot_root + detach old root           */
+    PYD_STEP_HOSTNAME,         /* sethostname                            */
+    PYD_STEP_CWD,              /* mkdir -p + chdir working directory     */
+    PYD_STEP_TTY,              /* pty allocation / controlling terminal  */
+    PYD_STEP_STDIO,            /* dup2 of the spec's stdio fds           */
+    PYD_STEP_SYNC,             /* waiting for the parent's go-ahead      */
+    PYD_STEP_CAP_BOUNDING,     /* PR_CAPBSET_DROP                        */
+    PYD_STEP_SETGROUPS,
+    PYD_STEP_SETRESGID,
+    PYD_STEP_SETRESUID,
+    PYD_STEP_CAPSET,
+    PYD_STEP_CLOSE_FDS,
+    PYD_STEP_EXEC,
+    PYD_STEP_COUNT
+};
+
+/* One bind mount: host path `source` onto container path `target`. */
+struct pyd_bind {
+    const char *source;
+    const char *target;
+    int readonly;
+};
+
+struct pyd_spec {
+    const char *rootfs;          /* absolute host path of the mount point   */
+    const char *hostname;
+    char *const *argv;           /* NULL-terminated, argv[0] non-NULL       */
+    char *const *envp;           /* NULL-terminated                          */
+    const char *cwd;             /* absolute, inside the container          */
+    uid_t uid;
+    gid_t gid;
+    int ngroups;
+    const gid_t *groups;
+    /* overlay: "lowerdir=...,upperdir=...,workdir=..." or NULL            */
+    const char *overlay_data;
+    /* if set, chdir here before the overlay mount (relative lowerdirs)    */
+    const char *layers_dir;
+    /* copy driver: bind this onto rootfs when overlay_data is NULL; when
+     * both are NULL rootfs is bind-mounted onto itself                    */
+    const char *rootfs_source;
+    int nbinds;
+    const struct pyd_bind *binds;
+    int tty;
+    int stdin_fd;                /* -1: the container's /dev/null           */
+    int stdout_fd;
+    int stderr_fd;
+    int cap_last_cap;            /* from /proc/sys/kernel/cap_last_cap; <=0: probe */
+};
+
+/* What the parent gets back from pyd_spawn. */
+struct pyd_result {
+    int pid;
+    int err_fd;     /* read end of the error pipe (struct pyd_report records) */
+    int sync_fd;    /* write end of the go-ahead pipe                          */
+    int tty_sock;   /* parent end of the socketpair, -1 without tty           */
+};
+
+/* Record written by the child on the error pipe. */
+struct pyd_report {
+    int step;       /* enum pyd_step                                    */
+    int err;        /* errno, 0 for PYD_STEP_READY                      */
+    int index;      /* which table/bind entry failed, -1 if none        */
+};
+
+/* Clone and start the child.  Returns 0, or -errno if the parent-side
+ * setup (pipes, clone) failed; in that case no fd is left open. */
+int pyd_spawn(const struct pyd_spec *spec, struct pyd_result *res);
+
+/* Receive one fd sent with SCM_RIGHTS.  Returns the fd (CLOEXEC), or
+ * -errno; -ECONNRESET when the peer closed without sending one. */
+int pyd_recv_fd(int sock);
+
+/* Name of a step, e.g. "pivot_root"; "unknown" when out of range. */
+const char *pyd_step_name(int step);
+
+/* For the table-driven steps (MOUNT, DEVICES, MASK, READONLY) the
+ * container path of entry `index`; NULL otherwise. */
+const char *pyd_step_object(int step, int index);
+
+#endif /* PYD_SHIM_H */

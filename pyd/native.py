@@ -1,0 +1,347 @@
+"""Start a container process through the compiled shim (pyd._shim).
+
+This is the only module that imports ``pyd._shim`` (built from native/shim.c
+by native/build.py).  The C side clones the child into new mount, uts, ipc,
+pid and net namespaces and does all of the setup up to execve without
+running Python; this module prepares every byte the child needs, runs the
+parent half of the handshake and turns a child failure, reported as
+(step, errno), into ``OSError(errno, "<step>: <object>")``.
+
+    spec = LaunchSpec(rootfs=..., hostname="abc", argv=["sh"], env=[...], cwd="/")
+    child = spawn(spec, on_clone=lambda pid: cgroup.add(pid))
+    child.pid, child.pty_master   # pty_master only with tty=True
+
+Handshake (see native/shim.h): the child writes a READY record on the
+error pipe once its root is set up; the parent then receives the pty
+master (tty), calls ``on_clone(pid)`` (cgroups), and writes the go-ahead
+byte.  EOF on the error pipe means execve succeeded; a record means it
+failed, and the child has called ``_exit(127)``.
+"""
+
+import errno
+import os
+import signal
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Tuple
+
+__all__ = ["LaunchSpec", "Spawned", "spawn", "step_name"]
+
+# struct pyd_report {int step; int err; int index;}
+_REPORT = struct.Struct("=iii")
+
+# Overlay mount options go through mount(2) as one page at most.
+_MOUNT_DATA_MAX = 4095
+
+_DEFAULT_CWD = "/"
+
+
+@dataclass
+class LaunchSpec:
+    """Everything needed to start one container process.
+
+    ``lowerdirs`` are ordered top-most first (overlayfs order).  With
+    ``layers_dir`` set, lowerdirs under it are passed relative to it so the
+    overlay option string stays under one page.  Without lowerdirs the
+    copy driver is assumed: ``rootfs_source`` (or ``rootfs`` itself) is
+    bind-mounted onto ``rootfs``.  ``binds`` holds ``(host_source,
+    container_target, readonly)`` tuples, also used for /etc/hosts & co.
+    ``stdin``/``stdout``/``stderr`` are fds (None: /dev/null); they are
+    ignored with ``tty=True``.
+    """
+
+    rootfs: str
+    hostname: str
+    argv: Sequence[str]
+    env: object  # Sequence of "K=V" strings, or a Mapping
+    cwd: str = _DEFAULT_CWD
+    uid: int = 0
+    gid: int = 0
+    groups: Sequence[int] = ()
+    lowerdirs: Sequence[str] = ()
+    upperdir: Optional[str] = None
+    workdir: Optional[str] = None
+    layers_dir: Optional[str] = None
+    rootfs_source: Optional[str] = None
+    binds: Sequence[Tuple[str, str, bool]] = ()
+    tty: bool = False
+    stdin: Optional[int] = None
+    stdout: Optional[int] = None
+    stderr: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Spawned:
+    """A started container process.  The caller owns ``pty_master``."""
+
+    pid: int
+    pty_master: Optional[int]
+
+
+def _shim():
+    # Lazy: importing pyd.native must not load the extension.
+    from pyd import _shim as mod
+
+    return mod.ffi, mod.lib
+
+
+def step_name(step: int) -> str:
+    """Name of a child setup step, e.g. ``"pivot_root"``."""
+    ffi, lib = _shim()
+    return ffi.string(lib.pyd_step_name(step)).decode()
+
+
+def _bytes(value, what: str) -> bytes:
+    b = os.fsencode(value)
+    if b"\0" in b:
+        raise OSError(errno.EINVAL, f"{what}: embedded null byte in {value!r}")
+    return b
+
+
+def _env_list(env) -> list:
+    if env is None:
+        return []
+    if isinstance(env, Mapping):
+        return [f"{k}={v}" for k, v in env.items()]
+    return list(env)
+
+
+def _overlay_data(spec: LaunchSpec) -> Optional[bytes]:
+    """The "lowerdir=...,upperdir=...,workdir=..." string, or None."""
+    if not spec.lowerdirs:
+        return None
+    lowers = []
+    for d in spec.lowerdirs:
+        d = os.fspath(d)
+        if spec.layers_dir and os.path.isabs(d):
+            rel = os.path.relpath(d, spec.layers_dir)
+            if not rel.startswith(".."):
+                d = rel
+        lowers.append(d)
+    parts = [("lowerdir", ":".join(lowers))]
+    if spec.upperdir:
+        parts.append(("upperdir", os.fspath(spec.upperdir)))
+        parts.append(("workdir", os.fspath(spec.workdir or "")))
+    for key, path in [("lowerdir", d) for d in lowers] + parts[1:]:
+        # ',' separates options and ':' layers; refuse rather than escape.
+        if not path or any(ch in path for ch in ",:\\"):
+            raise OSError(errno.EINVAL, f"rootfs: unusable overlay {key} {path!r}")
+    data = _bytes(",".join(f"{k}={v}" for k, v in parts), "rootfs")
+    if len(data) > _MOUNT_DATA_MAX:
+        raise OSError(errno.E2BIG, f"rootfs: overlay options are {len(data)} bytes, more than "
+                      f"one page; pass layers_dir so lowerdirs can be relative")
+    return data
+
+
+def _cap_last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0  # the child then probes until EINVAL
+
+
+def _to_c(ffi, spec: LaunchSpec, keep: list):
+    """Build struct pyd_spec; every cffi buffer goes into ``keep``."""
+
+    def cstr(value, what):
+        if value is None:
+            return ffi.NULL
+        buf = ffi.new("char[]", _bytes(value, what))
+        keep.append(buf)
+        return buf
+
+    def cstr_array(values, what):
+        items = [cstr(v, what) for v in values] + [ffi.NULL]
+        arr = ffi.new("char *[]", items)
+        keep.append(arr)
+        return arr
+
+    argv = list(spec.argv)
+    if not argv or not argv[0]:
+        raise OSError(errno.EINVAL, "exec: empty argv")
+    cwd = os.fspath(spec.cwd or _DEFAULT_CWD)
+    if not os.path.isabs(cwd):
+        raise OSError(errno.EINVAL, f"chdir: working directory {cwd!r} is not absolute")
+    if not os.path.isabs(os.fspath(spec.rootfs)):
+        raise OSError(errno.EINVAL, f"rootfs: {spec.rootfs!r} is not absolute")
+
+    c = ffi.new("struct pyd_spec *")
+    keep.append(c)
+    c.rootfs = cstr(spec.rootfs, "rootfs")
+    c.hostname = cstr(spec.hostname or None, "sethostname")
+    c.argv = cstr_array(argv, "exec")
+    c.envp = cstr_array(_env_list(spec.env), "exec")
+    c.cwd = cstr(cwd, "chdir")
+    c.uid = spec.uid
+    c.gid = spec.gid
+    groups = list(spec.groups)
+    c.ngroups = len(groups)
+    if groups:
+        garr = ffi.new("gid_t[]", groups)
+        keep.append(garr)
+        c.groups = garr
+    else:
+        c.groups = ffi.NULL
+    data = _overlay_data(spec)
+    if data is not None:
+        buf = ffi.new("char[]", data)
+        keep.append(buf)
+        c.overlay_data = buf
+        c.layers_dir = cstr(spec.layers_dir, "rootfs")
+    else:
+        c.overlay_data = ffi.NULL
+        c.layers_dir = ffi.NULL
+    c.rootfs_source = cstr(spec.rootfs_source, "rootfs")
+    binds = list(spec.binds)
+    c.nbinds = len(binds)
+    if binds:
+        barr = ffi.new("struct pyd_bind[]", len(binds))
+        keep.append(barr)
+        for i, (src, dst, ro) in enumerate(binds):
+            barr[i].source = cstr(src, "bind")
+            barr[i].target = cstr(dst, "bind")
+            barr[i].readonly = 1 if ro else 0
+        c.binds = barr
+    else:
+        c.binds = ffi.NULL
+    c.tty = 1 if spec.tty else 0
+    c.stdin_fd = -1 if spec.stdin is None else spec.stdin
+    c.stdout_fd = -1 if spec.stdout is None else spec.stdout
+    c.stderr_fd = -1 if spec.stderr is None else spec.stderr
+    c.cap_last_cap = _cap_last_cap()
+    return c
+
+
+def _read_report(fd: int):
+    """One (step, err, index) record, or None at EOF."""
+    buf = b""
+    while len(buf) < _REPORT.size:
+        chunk = os.read(fd, _REPORT.size - len(buf))
+        if not chunk:
+            if buf:
+                raise OSError(errno.EIO, "init: truncated report from the container process")
+            return None
+        buf += chunk
+    return _REPORT.unpack(buf)
+
+
+def _describe(ffi, lib, spec: LaunchSpec, step: int, err: int, index: int) -> str:
+    """Name the object a failed step was working on."""
+    if step == lib.PYD_STEP_EXEC:
+        arg0 = spec.argv[0]
+        if err == errno.ENOENT and "/" not in arg0:
+            return f'"{arg0}": executable file not found in $PATH'
+        return f'"{arg0}": {os.strerror(err).lower()}'
+    if step == lib.PYD_STEP_BIND and 0 <= index < len(spec.binds):
+        src, dst = spec.binds[index][0], spec.binds[index][1]
+        return f"{src} -> {dst}"
+    obj = lib.pyd_step_object(step, index)
+    if obj != ffi.NULL:
+        return ffi.string(obj).decode()
+    if step == lib.PYD_STEP_ROOTFS:
+        if spec.lowerdirs:
+            return f"overlay on {spec.rootfs}"
+        return f"bind {spec.rootfs_source or spec.rootfs} on {spec.rootfs}"
+    if step == lib.PYD_STEP_HOSTNAME:
+        return repr(spec.hostname)
+    if step == lib.PYD_STEP_CWD:
+        return os.fspath(spec.cwd or _DEFAULT_CWD)
+    if step == lib.PYD_STEP_SETRESUID:
+        return f"uid {spec.uid}"
+    if step == lib.PYD_STEP_SETRESGID:
+        return f"gid {spec.gid}"
+    if step == lib.PYD_STEP_SETGROUPS:
+        return f"groups {list(spec.groups)}"
+    if step == lib.PYD_STEP_CAP_BOUNDING:
+        return f"capability {index}"
+    if step == lib.PYD_STEP_STDIO and 0 <= index < 3:
+        return ("stdin", "stdout", "stderr")[index]
+    if step == lib.PYD_STEP_TTY:
+        return "/dev/ptmx"
+    if step == lib.PYD_STEP_LOOPBACK:
+        return "lo"
+    return os.fspath(spec.rootfs)
+
+
+def _child_error(ffi, lib, spec, step, err, index) -> OSError:
+    name = ffi.string(lib.pyd_step_name(step)).decode()
+    err = err or errno.EIO
+    return OSError(err, f"{name}: {_describe(ffi, lib, spec, step, err, index)}")
+
+
+def _kill_and_reap(pid: int):
+    """SIGKILL (harmless on a zombie) and collect the child."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # someone else (a SIGCHLD reaper) got it first
+
+
+def spawn(spec: LaunchSpec, on_clone: Optional[Callable[[int], None]] = None) -> Spawned:
+    """Start ``spec.argv`` in a new container; return once execve succeeded.
+
+    ``on_clone(pid)`` runs while the child waits, before it drops
+    privileges and execs (the daemon puts the pid into its cgroups there).
+    If it raises, the child is killed and reaped and the exception
+    propagates.  A failure in the child raises ``OSError(errno, "<step>:
+    <object>")`` after the child has been reaped.  Safe to call from many
+    threads at once: the C call releases the GIL and shares no state.
+    """
+    ffi, lib = _shim()
+    # The cffi buffers in `keep` must outlive pyd_spawn; after the clone the
+    # child works on its own copy-on-write copy of them.
+    keep = []
+    cspec = _to_c(ffi, spec, keep)
+    cres = ffi.new("struct pyd_result *")
+    rc = lib.pyd_spawn(cspec, cres)
+    if rc < 0:
+        raise OSError(-rc, f"clone: {spec.rootfs}")
+
+    pid = cres.pid
+    err_fd, sync_fd, sock = cres.err_fd, cres.sync_fd, cres.tty_sock
+    master = None
+    done = False
+    try:
+        rep = _read_report(err_fd)
+        if rep is None:
+            raise OSError(errno.EIO, f"init: container process for {spec.rootfs} died during setup")
+        step, err, index = rep
+        if step != lib.PYD_STEP_READY:
+            raise _child_error(ffi, lib, spec, step, err, index)
+
+        if spec.tty:
+            fd = lib.pyd_recv_fd(sock)
+            if fd < 0:
+                raise OSError(-fd, "tty: receiving the pty master")
+            master = fd
+
+        if on_clone is not None:
+            on_clone(pid)
+
+        # Go-ahead.  EPIPE means the child is gone: the error pipe says why.
+        try:
+            os.write(sync_fd, b"\x01")
+        except BrokenPipeError:
+            pass
+        os.close(sync_fd)
+        sync_fd = -1
+
+        rep = _read_report(err_fd)
+        if rep is not None:
+            raise _child_error(ffi, lib, spec, *rep)
+        done = True
+        return Spawned(pid, master)
+    finally:
+        for fd in (err_fd, sync_fd, sock):
+            if fd >= 0:
+                os.close(fd)
+        if not done:
+            if master is not None:
+                os.close(master)
+            _kill_and_reap(pid)
