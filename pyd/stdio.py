@@ -1,0 +1,170 @@
+"""A container's output: captured from the first byte into a bounded log on
+disk, and fanned out to any number of attached clients.
+
+Log format: records of an 8-byte header (stream, 0, 0, 0, big-endian uint32
+length) and the bytes, the same framing the modern API sends. The log is
+bounded: past half the limit the current file becomes output.log.1 (the
+previous .1 is dropped), so at most `limit` bytes are kept.
+
+Slow clients: each subscriber has a bounded queue. The pump never blocks on a
+client; when a client falls more than `max_pending` bytes behind it is
+dropped (its connection is closed and its thread exits), and the container
+and the other clients go on. See docs/attach.md.
+"""
+
+import collections
+import os
+import struct
+import threading
+
+STDIN, STDOUT, STDERR = 0, 1, 2
+_HEAD = struct.Struct(">BxxxI")
+DEFAULT_MAX_PENDING = 4 << 20
+
+
+class Dropped(Exception):
+    """The subscriber fell too far behind and was cut off."""
+
+
+class Subscriber:
+    def __init__(self, streams, max_pending):
+        self.streams = set(streams)
+        self.max_pending = max_pending
+        self._q = collections.deque()
+        self._pending = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped = False
+
+    def push(self, stream, data):
+        """Called by the pump; never blocks."""
+        if stream not in self.streams:
+            return
+        with self._cond:
+            if self._closed:
+                return
+            if self._pending + len(data) > self.max_pending:
+                self.dropped, self._closed = True, True
+                self._q.clear()
+            else:
+                self._q.append((stream, data))
+                self._pending += len(data)
+            self._cond.notify()
+
+    def end(self):
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def get(self, timeout=None):
+        """Next (stream, bytes); None at the end of output. Raises Dropped."""
+        with self._cond:
+            while not self._q and not self._closed:
+                if not self._cond.wait(timeout):
+                    return ("timeout", b"")
+            if self.dropped:
+                raise Dropped()
+            if not self._q:
+                return None
+            stream, data = self._q.popleft()
+            self._pending -= len(data)
+            return stream, data
+
+
+class Output:
+    def __init__(self, directory, limit):
+        self.path = os.path.join(directory, "output.log")
+        self.old_path = self.path + ".1"
+        self.limit = max(limit, 1024)
+        self._lock = threading.Lock()
+        self._subs = []
+        self._f = None
+        self._size = 0
+        self.ended = True
+
+    def open_for_run(self):
+        """A new run appends to the same log (a restarted container keeps its history)."""
+        with self._lock:
+            self._f = open(self.path, "ab", buffering=0)
+            self._size = self._f.tell()
+            self.ended = False
+
+    def write(self, stream, data):
+        with self._lock:
+            if self._f is not None:
+                if self._size >= self.limit // 2:
+                    self._f.close()
+                    os.replace(self.path, self.old_path)
+                    self._f = open(self.path, "ab", buffering=0)
+                    self._size = 0
+                rec = _HEAD.pack(stream, len(data)) + data
+                self._f.write(rec)
+                self._size += len(rec)
+            subs = list(self._subs)
+        for s in subs:
+            s.push(stream, data)
+
+    def end(self):
+        """No more output in this run: every subscriber reaches its end."""
+        with self._lock:
+            if self._f is not None:
+                self._f.close()
+                self._f = None
+            self.ended = True
+            subs, self._subs = self._subs, []
+        for s in subs:
+            s.end()
+
+    def subscribe(self, streams, logs, stream, max_pending=DEFAULT_MAX_PENDING):
+        """Returns (replay bytes iterator, Subscriber or None), taken atomically so
+        that no output is lost or repeated between the replay and the live feed."""
+        with self._lock:
+            # Open the files now: a rotation after we let go must not change what we replay.
+            marks = []
+            for p in (self.old_path, self.path) if logs else ():
+                try:
+                    f = open(p, "rb")
+                except FileNotFoundError:
+                    continue
+                marks.append((f, os.fstat(f.fileno()).st_size))
+            sub = None
+            if stream:
+                sub = Subscriber(streams, max_pending)
+                if self.ended:
+                    sub.end()
+                else:
+                    self._subs.append(sub)
+        return _replay(marks, set(streams)), sub
+
+    def unsubscribe(self, sub):
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+
+    def subscribers(self):
+        with self._lock:
+            return len(self._subs)
+
+
+def _replay(marks, streams):
+    for i, (f, size) in enumerate(marks):
+        with f:
+            left = size
+            while left >= _HEAD.size:
+                head = f.read(_HEAD.size)
+                if len(head) < _HEAD.size:
+                    break
+                stream, n = _HEAD.unpack(head)
+                data = f.read(n)
+                left -= _HEAD.size + len(data)
+                if stream in streams:
+                    yield stream, data
+    for f, _ in marks:
+        f.close()  # when the caller stopped early
+
+
+def read_log(directory, streams):
+    """Everything kept in the log, for a container that is not running."""
+    out = Output(directory, 1 << 30)
+    replay, _ = out.subscribe(streams, logs=True, stream=False)
+    return replay
