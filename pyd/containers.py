@@ -212,6 +212,4 @@ def status_string(c, now=None):
         return "Up " + human_duration((now or time.time()) - iso_to_time(st["StartedAt"]))
     if st.get("Ghost"):
         return "Ghost"
-    if c.state_name == CREATED:
-        return ""
     return f"Exit {st.get('ExitCode', 0)}"

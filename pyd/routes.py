@@ -6,13 +6,30 @@ matches the rest, since image names hold slashes (registry:5000/user/repo).
 import re
 
 from . import errors
-from .api import images, misc
+from .api import containers, images, misc
 
 ROUTES = [
     ("GET",    "/_ping",                        misc.ping),
     ("HEAD",   "/_ping",                        misc.ping),
     ("GET",    "/version",                      misc.version),
     ("GET",    "/info",                         misc.info),
+
+    ("GET",    "/containers/json",              containers.list_),
+    ("GET",    "/containers/ps",                containers.list_),
+    ("POST",   "/containers/create",            containers.create),
+    ("GET",    "/containers/{id}/json",         containers.inspect),
+    ("GET",    "/containers/{id}/top",          containers.top),
+    ("GET",    "/containers/{id}/changes",      containers.changes),
+    ("GET",    "/containers/{id}/export",       containers.export),
+    ("POST",   "/containers/{id}/start",        containers.start),
+    ("POST",   "/containers/{id}/stop",         containers.stop),
+    ("POST",   "/containers/{id}/restart",      containers.restart),
+    ("POST",   "/containers/{id}/kill",         containers.kill),
+    ("POST",   "/containers/{id}/attach",       containers.attach),
+    ("POST",   "/containers/{id}/resize",       containers.resize),
+    ("POST",   "/containers/{id}/wait",         containers.wait),
+    ("DELETE", "/containers/{id}",              containers.delete),
+    ("POST",   "/commit",                       containers.commit),
 
     ("GET",    "/images/json",                  images.list_json),
     ("GET",    "/images/viz",                   images.list_viz),

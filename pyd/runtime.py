@@ -209,7 +209,7 @@ class Runtime:
 
     # -- stop, kill, wait ------------------------------------------------
 
-    def signal(self, c, sig):
+    def send_signal(self, c, sig):
         with c.lock:
             r = c.runtime
             if not c.running or r is None:
@@ -229,14 +229,14 @@ class Runtime:
             if not c.running:
                 raise errors.NotModified(f"container {c.short_id} is not running")
         try:
-            self.signal(c, signal.SIGTERM)
+            self.send_signal(c, signal.SIGTERM)
         except errors.Conflict:
             return
         if not self.wait_stopped(c, max(timeout, 0)):
             self.kill(c)
 
     def kill(self, c, sig=signal.SIGKILL):
-        self.signal(c, sig)
+        self.send_signal(c, sig)
         if sig == signal.SIGKILL:
             self.wait_stopped(c, 30)
 

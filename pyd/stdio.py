@@ -115,9 +115,11 @@ class Output:
         for s in subs:
             s.end()
 
-    def subscribe(self, streams, logs, stream, max_pending=DEFAULT_MAX_PENDING):
+    def subscribe(self, streams, logs, stream, wait_for_start=False, max_pending=DEFAULT_MAX_PENDING):
         """Returns (replay bytes iterator, Subscriber or None), taken atomically so
-        that no output is lost or repeated between the replay and the live feed."""
+        that no output is lost or repeated between the replay and the live feed.
+        With `wait_for_start` (a container not started yet) the subscriber waits
+        for the coming run instead of ending at once."""
         with self._lock:
             # Open the files now: a rotation after we let go must not change what we replay.
             marks = []
@@ -130,7 +132,7 @@ class Output:
             sub = None
             if stream:
                 sub = Subscriber(streams, max_pending)
-                if self.ended:
+                if self.ended and not wait_for_start:
                     sub.end()
                 else:
                     self._subs.append(sub)
@@ -147,7 +149,7 @@ class Output:
 
 
 def _replay(marks, streams):
-    for i, (f, size) in enumerate(marks):
+    for f, size in marks:
         with f:
             left = size
             while left >= _HEAD.size:

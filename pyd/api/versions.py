@@ -58,6 +58,10 @@ class Legacy:
     def error_msg(self, message):
         return _line({"error": message})
 
+    def top(self, procs, ps_args=None):
+        """v1.3 top: a list of {PID, Tty, Time, Cmd}; ps_args arrived in 1.4."""
+        return [{"PID": str(p["pid"]), "Tty": p["tty"], "Time": p["time"], "Cmd": p["cmd"]} for p in procs]
+
     def text_stream_error(self, message):
         return f"Error: {message}\n".encode()
 

@@ -1,0 +1,147 @@
+"""Volumes and binds: where each container path comes from on the host.
+
+A container's record keeps `Volumes` {container path: host path} and
+`VolumesRW` {container path: writable}. Sources, at start:
+  - Binds from the start body ("/host:/ctr[:ro|rw]"), saved in HostConfig;
+  - VolumesFrom: every volume of another container, with its mode;
+  - Config.Volumes: a fresh directory under <root>/volumes/<id>, seeded with
+    the image's content at that path, as Docker does.
+The mounts themselves are made by the native shim, which resolves each
+target inside the container's root (never through a symlink out of it).
+"""
+
+import os
+import posixpath
+import secrets
+import stat
+
+from . import errors, layerfs
+from .tarsafe import remove_tree
+
+FORBIDDEN_PREFIXES = ("/proc", "/sys")
+
+
+def clean_target(path, what="volume"):
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise errors.BadParameter(f"invalid {what} target {path!r}: it must be an absolute path")
+    norm = posixpath.normpath(path)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    if norm == "/":
+        raise errors.BadParameter(f"invalid {what} target {path!r}: it cannot be the root directory /")
+    for p in FORBIDDEN_PREFIXES:
+        if norm == p or norm.startswith(p + "/"):
+            raise errors.BadParameter(f"invalid {what} target {path!r}: it cannot be under {p}")
+    return norm
+
+
+def parse_bind(spec):
+    """'/host:/ctr[:ro|rw]' -> (host, ctr, writable)."""
+    if not isinstance(spec, str):
+        raise errors.BadParameter(f"invalid bind {spec!r}: expected a string /host:/container[:ro|rw]")
+    parts = spec.split(":")
+    if len(parts) == 2:
+        host, ctr, mode = parts[0], parts[1], "rw"
+    elif len(parts) == 3:
+        host, ctr, mode = parts
+    else:
+        raise errors.BadParameter(f"invalid bind {spec!r}: expected /host:/container[:ro|rw]")
+    if mode not in ("ro", "rw"):
+        raise errors.BadParameter(f"invalid bind {spec!r}: mode must be ro or rw, not {mode!r}")
+    if not host.startswith("/"):
+        raise errors.BadParameter(f"invalid bind {spec!r}: the host path {host!r} must be absolute")
+    return posixpath.normpath(host), clean_target(ctr, "bind"), mode == "rw"
+
+
+def validate_binds(binds):
+    if binds is None:
+        return None
+    if not isinstance(binds, list):
+        raise errors.BadParameter("Binds must be a list of strings")
+    for b in binds:
+        parse_bind(b)
+    return binds
+
+
+def _real_subdir(layer, rel):
+    """layer/rel if every component is a real directory (no symlink), else None."""
+    path = layer
+    for part in [p for p in rel.split("/") if p]:
+        path = os.path.join(path, part)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+    return path
+
+
+def _seed(dest, layers, target):
+    """Copy the image's content at `target` into the new volume `dest`."""
+    subs = []
+    rel = target.lstrip("/")
+    for layer in layers:
+        sub = _real_subdir(layer, rel)
+        if sub is not None:
+            subs.append(sub)
+            if layerfs.is_opaque(sub):
+                break
+    if subs:
+        layerfs.copy_union(subs, dest)
+        top = os.lstat(subs[0])
+        os.chmod(dest, stat.S_IMODE(top.st_mode))
+        os.chown(dest, top.st_uid, top.st_gid)
+
+
+def prepare(c, store, volumes_dir, layers, binds, containers):
+    """Fill c.rec Volumes/VolumesRW before a start. Returns nothing; raises on bad input."""
+    vols, rw = {}, {}
+    bound = set()
+    for spec in binds or []:
+        host, ctr, writable = parse_bind(spec)
+        if not os.path.exists(host):
+            os.makedirs(host, 0o755)
+        vols[ctr], rw[ctr] = host, writable
+        bound.add(ctr)
+    src_ref = c.config.get("VolumesFrom") or ""
+    for ref in [r for r in src_ref.split(",") if r.strip()]:
+        ref, _, mode = ref.strip().partition(":")
+        other = containers.get(ref)
+        if other.id == c.id:
+            raise errors.BadParameter("a container cannot take volumes from itself")
+        for path, host in (other.rec.get("Volumes") or {}).items():
+            if path in bound:
+                continue
+            vols[path] = host
+            writable = (other.rec.get("VolumesRW") or {}).get(path, True)
+            rw[path] = writable and mode != "ro"
+    old = c.rec.get("Volumes") or {}
+    for path in (c.config.get("Volumes") or {}):
+        target = clean_target(path)
+        if target in vols:
+            continue
+        host = old.get(target)
+        if host and host.startswith(volumes_dir + "/") and os.path.isdir(host):
+            vols[target], rw[target] = host, True  # kept across restarts
+            continue
+        host = os.path.join(volumes_dir, secrets.token_hex(32))
+        os.makedirs(host, 0o755)
+        _seed(host, layers, target)
+        vols[target], rw[target] = host, True
+    c.rec["Volumes"], c.rec["VolumesRW"] = vols, rw
+
+
+def mounts(c):
+    """[(host, target, readonly)] for the shim, parents before children."""
+    vols = c.rec.get("Volumes") or {}
+    rw = c.rec.get("VolumesRW") or {}
+    return [(vols[p], p, not rw.get(p, True)) for p in sorted(vols, key=lambda p: p.count("/"))]
+
+
+def remove_owned(c, volumes_dir, others):
+    """Delete the volume directories this container created, unless another container uses them."""
+    in_use = {h for o in others if o.id != c.id for h in (o.rec.get("Volumes") or {}).values()}
+    for host in (c.rec.get("Volumes") or {}).values():
+        if host.startswith(volumes_dir + "/") and host not in in_use:
+            remove_tree(host)
