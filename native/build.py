@@ -88,6 +88,9 @@ struct pyd_report {
 
 int pyd_spawn(const struct pyd_spec *spec, struct pyd_result *res);
 int pyd_recv_fd(int sock);
+int pyd_mount(const char *source, const char *target, const char *fstype,
+              unsigned long flags, const char *data);
+int pyd_umount(const char *target, int flags);
 const char *pyd_step_name(int step);
 const char *pyd_step_object(int step, int index);
 """

@@ -1036,3 +1036,16 @@ int pyd_recv_fd(int sock)
     }
     return fd >= 0 ? fd : -EBADMSG;
 }
+
+/* Plain mount(2) and umount2(2) for the daemon itself (the storage driver
+ * probe); returns 0 or -errno so Python can raise OSError with the errno. */
+int pyd_mount(const char *source, const char *target, const char *fstype,
+              unsigned long flags, const char *data)
+{
+    return mount(source, target, fstype, flags, data) < 0 ? -errno : 0;
+}
+
+int pyd_umount(const char *target, int flags)
+{
+    return umount2(target, flags) < 0 ? -errno : 0;
+}

@@ -108,6 +108,9 @@ int pyd_spawn(const struct pyd_spec *spec, struct pyd_result *res);
 /* Receive one fd sent with SCM_RIGHTS.  Returns the fd (CLOEXEC), or
  * -errno; -ECONNRESET when the peer closed without sending one. */
 int pyd_recv_fd(int sock);
+int pyd_mount(const char *source, const char *target, const char *fstype,
+              unsigned long flags, const char *data);
+int pyd_umount(const char *target, int flags);
 
 /* Name of a step, e.g. "pivot_root"; "unknown" when out of range. */
 const char *pyd_step_name(int step);

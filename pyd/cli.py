@@ -27,6 +27,8 @@ def build_parser():
                         "(default: %s)" % " and ".join(DEFAULT_HOSTS))
     p.add_argument("-g", "--root", "--graph", default=Config.root, help="data root (default %(default)s)")
     p.add_argument("-p", "--pidfile", default=Config.pidfile, help="pid file (default %(default)s)")
+    p.add_argument("-s", "--storage-driver", choices=("auto", "overlay2", "vfs"), default="auto",
+                   help="how container filesystems are made (default: overlay2 when it works, else vfs)")
     p.add_argument("--api-enable-cors", action="store_true", help="answer cross-origin requests")
     p.add_argument("-D", "--debug", action="store_true", help="log every request and debug details")
     p.add_argument("-d", "--daemon", action="store_true", help=argparse.SUPPRESS)  # docker -d habit
@@ -70,7 +72,8 @@ def main(argv=None):
         print(f"pyd: {e}", file=sys.stderr)
         return 2
     config = Config(root=os.path.abspath(args.root), pidfile=os.path.abspath(args.pidfile),
-                    hosts=tuple(args.hosts or DEFAULT_HOSTS), cors=args.api_enable_cors, debug=args.debug)
+                    hosts=tuple(args.hosts or DEFAULT_HOSTS), cors=args.api_enable_cors, debug=args.debug,
+                    storage_driver=args.storage_driver)
     try:
         return run(config, listeners)
     except AlreadyRunning as e:

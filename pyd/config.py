@@ -16,6 +16,7 @@ class Config:
     hosts: tuple = DEFAULT_HOSTS
     cors: bool = False
     debug: bool = False
+    storage_driver: str = "auto"  # auto, overlay2 or vfs
     # Connection handling: each connection gets a thread; past the bound a
     # client gets 503 at once instead of waiting behind idle keep-alives.
     max_connections: int = 1024

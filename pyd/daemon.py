@@ -11,7 +11,7 @@ import signal as signals
 import threading
 import time
 
-from . import __version__, containers as cs, errors, layerfs, sysinfo, tarsafe, volumes
+from . import __version__, containers as cs, drivers, errors, layerfs, sysinfo, tarsafe, volumes
 from .containers import Container, ContainerStore
 from .fetch import open_url
 from .images import ImageStore, clean_tmp, empty_config, short, split_name
@@ -25,7 +25,9 @@ class Daemon:
         self.config = config
         self.images = ImageStore(config)
         self.containers = ContainerStore(config)
-        self.runtime = Runtime(config, self.images, volumes.mounts)
+        self.runtime = Runtime(config, self.images, volumes.mounts, self.driver_of)
+        self.driver = None  # chosen at start: overlay2, or vfs where overlayfs cannot work
+        self._drivers = {"overlay2": drivers.Overlay(), "vfs": drivers.Copy()}
 
     # -- life ------------------------------------------------------------
 
@@ -33,6 +35,8 @@ class Daemon:
         os.makedirs(self.config.tmp_dir, mode=0o700, exist_ok=True)
         os.makedirs(self.config.volumes_dir, mode=0o700, exist_ok=True)
         clean_tmp(self.config)
+        self.driver = drivers.choose(self.config.storage_driver, self.config.tmp_dir)
+        log.info("storage driver: %s", self.driver.name)
         self.images.load()
         for c in self.containers.load():
             if c.state_name == cs.REMOVING:
@@ -61,6 +65,12 @@ class Daemon:
     def image_in_use(self, image_id):
         return self.containers.using_image(image_id)
 
+    def driver_of(self, c):
+        return self._drivers[c.rec.get("Driver") or "overlay2"]
+
+    def _layers(self, c):
+        return self.images.layer_dirs(c.rec["Image"])
+
     # -- misc ------------------------------------------------------------
 
     def version(self):
@@ -80,7 +90,7 @@ class Daemon:
             "EventsListeners": "0",
             "LXCVersion": "",
             "KernelVersion": sysinfo.kernel_version(),
-            "Driver": "overlay2",
+            "Driver": self.driver.name,
         }
 
     # -- images ----------------------------------------------------------
@@ -191,21 +201,20 @@ class Daemon:
             "Volumes": {},
             "VolumesRW": {},
             "HostConfig": {"Binds": None},
-            "Driver": "overlay2",
+            "Driver": self.driver.name,
             "PydState": cs.CREATED,
         }
         if not cfg.get("Hostname"):
             cfg["Hostname"] = cid[:12]
         os.makedirs(path, 0o700)
         try:
-            for d in ("upper", "work", "rootfs"):
-                os.mkdir(os.path.join(path, d), 0o755)
+            c = Container(rec, path)
+            self.driver.create(c, self.images.layer_dirs(image["id"]))
             _write_file(os.path.join(path, "hostname"), cfg["Hostname"] + "\n")
             _write_file(os.path.join(path, "hosts"),
                         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                         f"127.0.1.1\t{cfg['Hostname']}\n")
             _write_file(os.path.join(path, "resolv.conf"), resolv_conf(cfg.get("Dns")))
-            c = Container(rec, path)
             c.save()
         except BaseException:
             tarsafe.remove_tree(path)
@@ -229,7 +238,7 @@ class Daemon:
             if binds is not None:
                 c.rec["HostConfig"]["Binds"] = binds
             volumes.prepare(c, self.containers, self.config.volumes_dir,
-                            self.images.layer_dirs(c.rec["Image"]), c.rec["HostConfig"].get("Binds"),
+                            self._layers(c), c.rec["HostConfig"].get("Binds"),
                             self.containers)
         try:
             self.runtime.start(c)
@@ -302,7 +311,7 @@ class Daemon:
                    "Created": int(cs.iso_to_time(c.rec["Created"])),
                    "Status": cs.status_string(c, now), "Ports": ""}
             if size:
-                row["SizeRw"] = layerfs.du(c.file("upper"))
+                row["SizeRw"] = self.driver_of(c).size_rw(c, self._layers(c))
                 row["SizeRootFs"] = row["SizeRw"] + self.images.virtual_size(c.rec["Image"])
             out.append(row)
         return out
@@ -337,12 +346,12 @@ class Daemon:
     def container_changes(self, ref):
         c = self.containers.get(ref)
         return [{"Path": path, "Kind": kind}
-                for path, kind in layerfs.changes(c.file("upper"), self.images.layer_dirs(c.rec["Image"]))]
+                for path, kind in self.driver_of(c).changes(c, self._layers(c))]
 
     def container_export(self, ref):
         """Returns a producer that writes the container's filesystem as a tar."""
         c = self.containers.get(ref)
-        layers = [c.file("upper")] + self.images.layer_dirs(c.rec["Image"])
+        layers = self.driver_of(c).view(c, self._layers(c))
 
         def produce(send):
             with _ChunkWriter(send) as out:
@@ -378,7 +387,7 @@ class Daemon:
         try:
             layer = os.path.join(work, "layer")
             os.mkdir(layer, 0o755)
-            result = _copy_layer(c.file("upper"), layer)
+            result = _copy_layer(self.driver_of(c).diff_source(c, self._layers(c), work), layer)
             rec = self.images.register(layer, result.size, result.digest, parent=c.rec["Image"],
                                        config=merged, container=c.id, container_config=c.config,
                                        comment=comment, author=author)
@@ -417,7 +426,7 @@ class _ChunkWriter:
 
 
 def _copy_layer(upper, dest):
-    """Copy an overlay upper dir into a new layer, whiteouts and opaque dirs kept,
+    """Copy an overlay-format dir into a new layer, whiteouts and opaque dirs kept,
     by streaming it as a tar into the hostile-tar extractor (one code path for both)."""
     r, w = os.pipe()
     failure = []

@@ -345,3 +345,19 @@ def spawn(spec: LaunchSpec, on_clone: Optional[Callable[[int], None]] = None) ->
             if master is not None:
                 os.close(master)
             _kill_and_reap(pid)
+
+
+def mount(source, target, fstype, flags=0, data=None):
+    """mount(2); raises OSError naming the target."""
+    ffi, lib = _shim()
+    rc = lib.pyd_mount(_bytes(source, "mount"), _bytes(target, "mount"), _bytes(fstype, "mount"),
+                       flags, _bytes(data, "mount") if data else ffi.NULL)
+    if rc < 0:
+        raise OSError(-rc, f"mount {fstype} on {target}: {os.strerror(-rc)}")
+
+
+def umount(target, flags=0):
+    ffi, lib = _shim()
+    rc = lib.pyd_umount(_bytes(target, "umount"), flags)
+    if rc < 0:
+        raise OSError(-rc, f"umount {target}: {os.strerror(-rc)}")

@@ -56,10 +56,11 @@ def exit_code(status):
 
 
 class Runtime:
-    def __init__(self, config, images, mounts_for):
+    def __init__(self, config, images, mounts_for, driver_of):
         self.config = config
         self.images = images
         self.mounts_for = mounts_for  # container -> [(host, target, readonly)]
+        self.driver_of = driver_of    # container -> its storage driver
         self.outputs = {}
         self._outputs_lock = threading.Lock()
 
@@ -79,7 +80,8 @@ class Runtime:
     def _spec(self, c):
         cfg = c.config
         layers = self.images.layer_dirs(c.rec["Image"])
-        uid, gid, groups, home = users.resolve(cfg.get("User") or "", [c.file("upper")] + layers)
+        driver = self.driver_of(c)
+        uid, gid, groups, home = users.resolve(cfg.get("User") or "", driver.view(c, layers))
         argv = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
         env = {"PATH": DEFAULT_PATH, "HOSTNAME": cfg.get("Hostname") or c.short_id, "HOME": home}
         if cfg.get("Tty"):
@@ -94,9 +96,8 @@ class Runtime:
         return native.LaunchSpec(
             rootfs=c.file("rootfs"), hostname=env["HOSTNAME"], argv=argv,
             env=[f"{k}={v}" for k, v in env.items()], cwd=cfg.get("WorkingDir") or "/",
-            uid=uid, gid=gid, groups=groups, lowerdirs=layers, upperdir=c.file("upper"),
-            workdir=c.file("work"), layers_dir=self.config.layers_dir, binds=binds,
-            tty=bool(cfg.get("Tty")))
+            uid=uid, gid=gid, groups=groups, binds=binds, tty=bool(cfg.get("Tty")),
+            **driver.launch_args(c, layers, self.config.layers_dir))
 
     def start(self, c):
         """Start `c` (state created or exited). Raises with the container unchanged on failure."""
