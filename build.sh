@@ -64,7 +64,7 @@ native() {
     local commit
     commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
     git diff --quiet HEAD -- 2>/dev/null || commit="$commit-dirty"
-    printf 'GIT_COMMIT = %r\n' "$commit" > pyd/_build.py
+    printf 'GIT_COMMIT = "%s"\n' "$commit" > pyd/_build.py
 }
 
 freeze() {

@@ -37,7 +37,7 @@ from pyd import tarsafe
 log = logging.getLogger(__name__)
 
 __all__ = ["union_walk", "export_tar", "layer_tar", "changes", "diff_copy",
-           "materialize_diff", "copy_union", "du",
+           "materialize_diff", "copy_union", "du", "is_whiteout", "is_opaque",
            "KIND_MODIFIED", "KIND_ADDED", "KIND_DELETED"]
 
 KIND_MODIFIED, KIND_ADDED, KIND_DELETED = 0, 1, 2

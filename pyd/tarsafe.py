@@ -36,7 +36,7 @@ import stat
 import tarfile
 import threading
 import zlib
-from typing import BinaryIO, Callable, Iterable, NamedTuple, Optional, Union
+from typing import BinaryIO, Callable, Iterable, NamedTuple, Optional, Tuple, Union
 
 log = logging.getLogger(__name__)
 
@@ -431,7 +431,9 @@ def _mtime_ns(ti: tarfile.TarInfo) -> int:
             return -ns if neg else ns
         except ValueError:
             pass
-    return int(ti.mtime * 1_000_000_000) if isinstance(ti.mtime, float) else int(ti.mtime) * 1_000_000_000
+    if isinstance(ti.mtime, float):
+        return int(ti.mtime * 1_000_000_000)
+    return int(ti.mtime) * 1_000_000_000
 
 
 def _xattrs(ti: tarfile.TarInfo) -> list:
@@ -491,30 +493,33 @@ def _rmtree_at(parent_fd: int, name: str) -> None:
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=parent_fd)
         return
-    # stack of (dir fd, parent fd, name in parent)
-    stack = [(_open_dir_for_removal(parent_fd, name), parent_fd, name)]
+    # stack of [dir fd, parent fd, name in parent, subdirs still to remove]
+    stack = [[_open_dir_for_removal(parent_fd, name), parent_fd, name, None]]
     try:
         while stack:
-            fd = stack[-1][0]
-            descended = False
-            with os.scandir(fd) as it:
-                for entry in it:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append((_open_dir_for_removal(fd, entry.name), fd, entry.name))
-                        descended = True
-                        break
-                    try:
-                        os.unlink(entry.name, dir_fd=fd)
-                    except FileNotFoundError:
-                        pass
-            if descended:
+            top = stack[-1]
+            if top[3] is None:
+                subdirs = []
+                with os.scandir(top[0]) as it:
+                    for entry in it:
+                        if entry.is_dir(follow_symlinks=False):
+                            subdirs.append(entry.name)
+                            continue
+                        try:
+                            os.unlink(entry.name, dir_fd=top[0])
+                        except FileNotFoundError:
+                            pass
+                top[3] = subdirs
+            if top[3]:
+                sub = top[3].pop()
+                stack.append([_open_dir_for_removal(top[0], sub), top[0], sub, None])
                 continue
-            fd, pfd, nm = stack.pop()
+            fd, pfd, nm, _ = stack.pop()
             os.close(fd)
             os.rmdir(nm, dir_fd=pfd)
     finally:
-        for fd, _, _ in stack:
-            os.close(fd)
+        for item in stack:
+            os.close(item[0])
 
 
 def _open_dir_for_removal(parent_fd: int, name: str) -> int:
@@ -616,7 +621,8 @@ class _Extractor:
             base = fd
         return base
 
-    def clear_name(self, pfd: int, parts: tuple, keep_dir: bool = False) -> Optional[os.stat_result]:
+    def clear_name(self, pfd: int, parts: tuple,
+                   keep_dir: bool = False) -> Optional[os.stat_result]:
         """Remove whatever is at ``parts`` (inside ``pfd``).  With
         ``keep_dir`` an existing directory is left alone and its stat is
         returned."""
@@ -900,7 +906,7 @@ def tarinfo_from_stat(arcname: str, st: os.stat_result, *, linkname: str = "",
 Data = Union[None, bytes, str, os.PathLike, BinaryIO]
 
 
-def write_tar(out: BinaryIO, entries: Iterable) -> None:
+def write_tar(out: BinaryIO, entries: Iterable[Tuple[tarfile.TarInfo, Data]]) -> None:
     """Write a PAX tar stream onto the writable binary ``out``.
 
     ``entries`` yields ``(tarinfo, data)`` pairs.  ``data`` is None for
