@@ -75,6 +75,10 @@ freeze() {
         --exclude-module tkinter --exclude-module unittest --exclude-module pydoc \
         --exclude-module doctest --exclude-module pdb --exclude-module sqlite3 \
         --exclude-module multiprocessing --exclude-module asyncio \
+        --exclude-module _codecs_jp --exclude-module _codecs_kr --exclude-module _codecs_cn \
+        --exclude-module _codecs_hk --exclude-module _codecs_tw --exclude-module _codecs_iso2022 \
+        --exclude-module _multibytecodec --exclude-module decimal --exclude-module _decimal \
+        --exclude-module pickle --exclude-module _pickle --exclude-module xmlrpc --exclude-module curses \
         pyd.py
     ls -l dist/pyd >&2
 }

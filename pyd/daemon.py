@@ -109,7 +109,7 @@ class Daemon:
         finally:
             tarsafe.remove_tree(work)
         if repo:
-            self.images.set_tag(rec["id"], repo, tag)
+            self.images.set_tag(rec["id"], repo, tag, force=True)  # an import moves the tag, as in Docker
         return rec
 
     def image_insert(self, name, path, url, progress):

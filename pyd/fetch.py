@@ -16,14 +16,25 @@ def check_url(url):
     return url
 
 
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to http and https (urllib would follow ftp too)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        check_url(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def open_url(url):
     """Open `url` for streaming; returns (response, length or None)."""
     check_url(url)
     req = urllib.request.Request(url, headers={"User-Agent": "pyd"})
+    opener = urllib.request.build_opener(_HttpOnlyRedirects)
     try:
-        resp = urllib.request.urlopen(req, timeout=TIMEOUT)
+        resp = opener.open(req, timeout=TIMEOUT)
     except urllib.error.HTTPError as e:
         raise errors.PydError(f"downloading {url}: HTTP {e.code} {e.reason}") from None
+    except errors.PydError:
+        raise
     except (urllib.error.URLError, OSError) as e:
         raise errors.PydError(f"downloading {url}: {getattr(e, 'reason', e)}") from None
     length = resp.headers.get("Content-Length")

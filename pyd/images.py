@@ -30,9 +30,8 @@ log = logging.getLogger(__name__)
 ID_RE = re.compile(r"^[a-f0-9]{64}$")
 _HEX = re.compile(r"^[a-f0-9]{1,64}$")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPO_RE = re.compile(
-    r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)?"
-    + _COMPONENT + r"(?:/" + _COMPONENT + r")*$")
+_PATH_RE = re.compile(r"^" + _COMPONENT + r"(?:/" + _COMPONENT + r")*$")
+_HOST_RE = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_TAG = "latest"
 
@@ -60,8 +59,16 @@ def split_name(name):
     return name, None
 
 
+def _valid_repo(repo):
+    first, sep, rest = repo.partition("/")
+    # The first component is a registry host only if it looks like one (Docker's rule).
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return bool(_HOST_RE.match(first)) and bool(_PATH_RE.match(rest))
+    return bool(_PATH_RE.match(repo))
+
+
 def validate_repo(repo):
-    if not repo or len(repo) > 255 or not _REPO_RE.match(repo):
+    if not repo or len(repo) > 255 or not _valid_repo(repo):
         raise errors.BadParameter(
             f"invalid repository name {repo!r}: use lowercase letters, digits and . _ -, "
             "optionally prefixed by a registry host[:port]/")
@@ -340,6 +347,8 @@ class ImageStore:
                         f"image {short(image_id)} is tagged in several repositories "
                         f"({', '.join(sorted({r for r, _ in tags}))}); delete it by name")
                 self._check_deletable(image_id, in_use)
+                if self.children(image_id):
+                    raise errors.Conflict(f"image {short(image_id)} has children images; delete them first")
                 for r, t in tags:
                     self._untag(r, t)
                     out.append({"Untagged": short(image_id)})

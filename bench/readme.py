@@ -1,0 +1,28 @@
+"""Keep one section of bench/README.md current without touching the others."""
+
+import fcntl
+import os
+
+PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
+HEAD = "# Benchmarks\n\nEach script here measures pyd and records its figures below; `bench/run.sh` runs them all.\n"
+
+
+def update_section(title, body):
+    """Replace (or append) the '## <title>' section with `body`."""
+    with open(PATH, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        text = f.read() or HEAD
+        lines = text.splitlines(keepends=True)
+        start = next((i for i, ln in enumerate(lines) if ln.strip() == f"## {title}"), None)
+        new = [f"## {title}\n", "\n", body.rstrip("\n") + "\n", "\n"]
+        if start is None:
+            if lines and lines[-1].strip():
+                lines.append("\n")
+            lines += new
+        else:
+            end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+            lines[start:end] = new
+        f.seek(0)
+        f.truncate()
+        f.write("".join(lines).rstrip("\n") + "\n")
