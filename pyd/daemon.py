@@ -237,9 +237,9 @@ class Daemon:
                 raise errors.NotModified(f"container {c.short_id} is already running")
             if binds is not None:
                 c.rec["HostConfig"]["Binds"] = binds
-            volumes.prepare(c, self.containers, self.config.volumes_dir,
-                            self._layers(c), c.rec["HostConfig"].get("Binds"),
-                            self.containers)
+            layers = self._layers(c)
+            volumes.prepare(c, self.driver_of(c).view(c, layers), self.config.volumes_dir,
+                            layers, c.rec["HostConfig"].get("Binds"), self.containers)
         try:
             self.runtime.start(c)
         except OSError as e:
@@ -443,6 +443,11 @@ def _copy_layer(upper, dest):
     try:
         with os.fdopen(r, "rb") as src:
             result = tarsafe.extract(src, dest)
+    except tarsafe.BadTar:
+        t.join()
+        if failure:  # the reader only saw the writer's failure: report its cause
+            raise failure[0] from None
+        raise
     finally:
         t.join()
     if failure:

@@ -104,7 +104,10 @@ def _merge_dir(contrib: List[str]) -> dict:
                 name = entry.name
                 if name in decided:
                     continue
-                st = entry.stat(follow_symlinks=False)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # a live container removed it meanwhile
+                    continue
                 decided[name] = None if is_whiteout(st) else (idx, entry.path, st)
     return decided
 
@@ -186,6 +189,36 @@ class _MergedView:
         return {n: (v[1], v[2]) for n, v in _merge_dir(pc).items() if v is not None}
 
 
+def resolve_path(layers, path: str, max_hops: int = 40) -> str:
+    """Resolve ``path`` in the merged view of ``layers`` as the container will
+    see it: symlinks are followed, always inside the root ("/.." is "/").
+    Missing components are kept as they are. Returns an absolute path."""
+    view = _MergedView(layers)
+    todo = [p for p in path.split("/") if p]
+    done: List[str] = []
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        found = view.lookup("/".join(done + [part]))
+        if found is not None and stat.S_ISLNK(found[1].st_mode):
+            hops += 1
+            if hops > max_hops:
+                raise OSError(errno.ELOOP, f"too many levels of symbolic links in {path}")
+            target = os.readlink(found[0])
+            if target.startswith("/"):
+                done = []
+            todo = [p for p in target.split("/") if p] + todo
+            continue
+        done.append(part)
+    return "/" + "/".join(done)
+
+
 # --------------------------------------------------------------------------
 # merged view
 # --------------------------------------------------------------------------
@@ -243,8 +276,19 @@ def _walk_one(top: str) -> Iterator[Tuple[str, str, os.stat_result]]:
 
 
 def _sorted_entries(path: str, rel: str):
-    with os.scandir(path) as it:
-        entries = sorted(((e.name, e.path, e.stat(follow_symlinks=False)) for e in it))
+    """Sorted (rel, path, lstat) of a directory's entries. The directory may be
+    a running container's and change under us: what vanishes is skipped."""
+    entries = []
+    try:
+        with os.scandir(path) as it:
+            for e in it:
+                try:
+                    entries.append((e.name, e.path, e.stat(follow_symlinks=False)))
+                except FileNotFoundError:
+                    continue
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    entries.sort()
     return [(_join(rel, n), p, st) for n, p, st in entries]
 
 
@@ -280,7 +324,10 @@ def _tar_entries(walk, *, whiteouts: bool):
                 yield ti, None
                 continue
             links[key] = rel
-        linkname = os.readlink(path) if stat.S_ISLNK(mode) else ""
+        try:
+            linkname = os.readlink(path) if stat.S_ISLNK(mode) else ""
+        except FileNotFoundError:  # gone while we walked a live container
+            continue
         ti = tarsafe.tarinfo_from_stat(rel, st, linkname=linkname, xattrs=_xattrs(path))
         yield ti, (path if stat.S_ISREG(mode) else None)
         if whiteouts and stat.S_ISDIR(mode) and is_opaque(path):
@@ -360,11 +407,8 @@ def changes(upper, lowers) -> List[Change]:
                 continue
             lower_is_dir = found is not None and stat.S_ISDIR(found[1].st_mode)
             if opaque and lower_is_dir:
-                present = set()
-                with os.scandir(path) as it:
-                    for e in it:
-                        if not is_whiteout(e.stat(follow_symlinks=False)):
-                            present.add(e.name)
+                present = {n.rpartition("/")[2] for n, _, est in _sorted_entries(path, crel)
+                           if not is_whiteout(est)}
                 for name in lower.children(crel):
                     if name not in present:
                         out.append(("/" + _join(crel, name), KIND_DELETED))

@@ -370,9 +370,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         except Exception as e:
             self._log_failure(e)
+            if not stream.on_error:
+                # No way to say it in-band (a tar, say): end without the final
+                # chunk and close, so the client sees a broken reply, not a short one.
+                self.close_connection = True
+                return
             message = str(e) if isinstance(e, (errors.PydError, OSError)) else f"internal error: {e}"
             try:
-                send(stream.on_error(message) if stream.on_error else b"")
+                send(stream.on_error(message))
             except OSError:
                 self.close_connection = True
                 return

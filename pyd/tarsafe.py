@@ -906,6 +906,22 @@ def tarinfo_from_stat(arcname: str, st: os.stat_result, *, linkname: str = "",
 Data = Union[None, bytes, str, os.PathLike, BinaryIO]
 
 
+class _Exactly:
+    """Reads exactly `size` bytes from `f`: zeros after an early EOF."""
+
+    def __init__(self, f, size):
+        self._f, self._left = f, size
+
+    def read(self, n=-1):
+        if n is None or n < 0 or n > self._left:
+            n = self._left
+        data = self._f.read(n) if n else b""
+        if len(data) < n:
+            data += bytes(n - len(data))
+        self._left -= len(data)
+        return data
+
+
 def write_tar(out: BinaryIO, entries: Iterable[Tuple[tarfile.TarInfo, Data]]) -> None:
     """Write a PAX tar stream onto the writable binary ``out``.
 
@@ -927,9 +943,15 @@ def write_tar(out: BinaryIO, entries: Iterable[Tuple[tarfile.TarInfo, Data]]) ->
             ti.size = len(data)
             tf.addfile(ti, io.BytesIO(data))
         elif isinstance(data, (str, os.PathLike)):
-            fd = os.open(data, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # A live container's files may vanish or shrink while we archive
+            # them: skip what vanished and pad what shrank (as GNU tar does),
+            # so the archive stays whole.
+            try:
+                fd = os.open(data, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
             with open(fd, "rb", buffering=0) as f:
-                tf.addfile(ti, f)
+                tf.addfile(ti, _Exactly(f, ti.size))
         else:
             tf.addfile(ti, data)
         tf.members.clear()          # do not accumulate TarInfo objects

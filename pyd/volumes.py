@@ -94,20 +94,45 @@ def _seed(dest, layers, target):
         os.chown(dest, top.st_uid, top.st_gid)
 
 
-def prepare(c, store, volumes_dir, layers, binds, containers):
-    """Fill c.rec Volumes/VolumesRW before a start. Returns nothing; raises on bad input."""
+def check_resolved(view, target, what):
+    """Refuse a target that the image's symlinks lead to /, /proc or /sys."""
+    try:
+        real = layerfs.resolve_path(view, target)
+    except OSError as e:
+        raise errors.BadParameter(f"invalid {what} target {target!r}: {e.strerror}") from None
+    if real != target:
+        clean_target(real, what)
+
+
+def prepare(c, view, volumes_dir, layers, binds, containers):
+    """Fill c.rec Volumes/VolumesRW before a start. `view` is the container's
+    filesystem (top layer first), `layers` the image's. Raises on bad input."""
     vols, rw = {}, {}
     bound = set()
-    for spec in binds or []:
-        host, ctr, writable = parse_bind(spec)
+    parsed = [parse_bind(spec) for spec in binds or []]
+    for host, ctr, writable in parsed:
+        check_resolved(view, ctr, "bind")
+    for c_path in (c.config.get("Volumes") or {}):
+        check_resolved(view, clean_target(c_path), "volume")
+    for host, ctr, writable in parsed:
         if not os.path.exists(host):
             os.makedirs(host, 0o755)
         vols[ctr], rw[ctr] = host, writable
         bound.add(ctr)
     src_ref = c.config.get("VolumesFrom") or ""
+    old = c.rec.get("Volumes") or {}
     for ref in [r for r in src_ref.split(",") if r.strip()]:
         ref, _, mode = ref.strip().partition(":")
-        other = containers.get(ref)
+        try:
+            other = containers.get(ref)
+        except errors.NotFound:
+            # The source is gone: keep what this container already shared from it.
+            if not old:
+                raise errors.BadParameter(f"VolumesFrom: no such container {ref}") from None
+            for p, h in old.items():
+                if p not in vols and p not in bound and os.path.isdir(h):
+                    vols[p], rw[p] = h, (c.rec.get("VolumesRW") or {}).get(p, True)
+            continue
         if other.id == c.id:
             raise errors.BadParameter("a container cannot take volumes from itself")
         for path, host in (other.rec.get("Volumes") or {}).items():
@@ -116,7 +141,6 @@ def prepare(c, store, volumes_dir, layers, binds, containers):
             vols[path] = host
             writable = (other.rec.get("VolumesRW") or {}).get(path, True)
             rw[path] = writable and mode != "ro"
-    old = c.rec.get("Volumes") or {}
     for path in (c.config.get("Volumes") or {}):
         target = clean_target(path)
         if target in vols:
