@@ -327,9 +327,9 @@ class Daemon:
             rec["State"] = dict(rec["State"])
         return rec
 
-    def container_attach(self, c, hijack, logs, stream, stdin, stdout, stderr, framed):
+    def container_attach(self, c, hijack, logs, stream, stdin, stdout, stderr, framed, error_format):
         from . import attach
-        attach.run(c, self.runtime, hijack, logs, stream, stdin, stdout, stderr, framed)
+        attach.run(c, self.runtime, hijack, logs, stream, stdin, stdout, stderr, framed, error_format)
 
     def container_resize(self, ref, h, w):
         import fcntl

@@ -72,8 +72,11 @@ class Runtime:
             return out
 
     def forget(self, c):
+        """The container is gone: end the streams of clients still attached."""
         with self._outputs_lock:
-            self.outputs.pop(c.id, None)
+            out = self.outputs.pop(c.id, None)
+        if out is not None:
+            out.end()
 
     # -- start -----------------------------------------------------------
 
@@ -104,6 +107,7 @@ class Runtime:
         old = c.move(cs.STARTING)
         close_after, keep = [], []
         cg = cgroups.Cgroup(c.id)
+        output = self.output(c)
         try:
             spec = self._spec(c)
             cfg = c.config
@@ -120,18 +124,14 @@ class Runtime:
                     close_after.append(in_r)
                     spec.stdin = in_r
             cg.create(cfg.get("Memory") or 0, cfg.get("MemorySwap") or 0)
-            output = self.output(c)
             output.open_for_run()
-            try:
-                child = native.spawn(spec, on_clone=cg.join)
-            except BaseException:
-                output.end()
-                raise
+            child = native.spawn(spec, on_clone=cg.join)
             pidfd = os.pidfd_open(child.pid)
         except BaseException:
             for fd in close_after + keep:
                 os.close(fd)
             cg.remove()
+            output.end()  # clients attached before this start see their stream end
             c.move(old)
             raise
         for fd in close_after:

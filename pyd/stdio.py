@@ -27,9 +27,10 @@ class Dropped(Exception):
 
 
 class Subscriber:
-    def __init__(self, streams, max_pending):
+    def __init__(self, streams, max_pending, on_drop=None):
         self.streams = set(streams)
         self.max_pending = max_pending
+        self.on_drop = on_drop  # called once, from the pump, when the client is cut off
         self._q = collections.deque()
         self._pending = 0
         self._cond = threading.Condition()
@@ -43,13 +44,16 @@ class Subscriber:
         with self._cond:
             if self._closed:
                 return
-            if self._pending + len(data) > self.max_pending:
+            dropping = self._pending + len(data) > self.max_pending
+            if dropping:
                 self.dropped, self._closed = True, True
                 self._q.clear()
             else:
                 self._q.append((stream, data))
                 self._pending += len(data)
             self._cond.notify()
+        if dropping and self.on_drop:
+            self.on_drop()
 
     def end(self):
         with self._cond:
@@ -115,7 +119,8 @@ class Output:
         for s in subs:
             s.end()
 
-    def subscribe(self, streams, logs, stream, wait_for_start=False, max_pending=DEFAULT_MAX_PENDING):
+    def subscribe(self, streams, logs, stream, wait_for_start=False, max_pending=DEFAULT_MAX_PENDING,
+                  on_drop=None):
         """Returns (replay bytes iterator, Subscriber or None), taken atomically so
         that no output is lost or repeated between the replay and the live feed.
         With `wait_for_start` (a container not started yet) the subscriber waits
@@ -131,7 +136,7 @@ class Output:
                 marks.append((f, os.fstat(f.fileno()).st_size))
             sub = None
             if stream:
-                sub = Subscriber(streams, max_pending)
+                sub = Subscriber(streams, max_pending, on_drop)
                 if self.ended and not wait_for_start:
                     sub.end()
                 else:

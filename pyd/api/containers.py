@@ -55,7 +55,8 @@ def attach(req):
     c = req.daemon.container(req.params["id"])
     opts = {k: req.arg_bool(k) for k in ("logs", "stream", "stdin", "stdout", "stderr")}
     hijack = req.hijack()  # nothing can be refused after this line
-    req.daemon.container_attach(c, hijack, framed=req.surface.framed_output, **opts)
+    req.daemon.container_attach(c, hijack, framed=req.surface.framed_output,
+                                error_format=req.surface.text_stream_error, **opts)
 
 
 def resize(req):
