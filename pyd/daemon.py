@@ -14,7 +14,7 @@ import time
 from . import __version__, containers as cs, drivers, errors, layerfs, sysinfo, tarsafe, volumes
 from .containers import Container, ContainerStore
 from .fetch import open_url
-from .images import ImageStore, clean_tmp, empty_config, short, split_name
+from .images import ImageStore, clean_tmp, empty_config, parse_repo_tag, short, split_name
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,9 @@ class Daemon:
         finally:
             tarsafe.remove_tree(work)
         return rec
+
+    def check_repo_tag(self, repo, tag):
+        return parse_repo_tag(repo, tag)
 
     def image_list(self, all_, filter_):
         return self.images.list_rows(all_, filter_)
@@ -371,12 +374,7 @@ class Daemon:
     def commit(self, ref, repo, tag, comment, author, config):
         c = self.containers.get(ref)
         if repo:
-            from .images import validate_repo, validate_tag
-            if tag is None:
-                repo, tag = split_name(repo)
-            validate_repo(repo)
-            if tag:
-                validate_tag(tag)
+            repo, tag = parse_repo_tag(repo, tag)
         merged = dict(c.config)
         if config:
             over = _check_config(dict(config, Image=config.get("Image") or c.config["Image"]))

@@ -81,6 +81,16 @@ def validate_tag(tag):
         raise errors.BadParameter(f"invalid tag {tag!r}: use up to 128 of A-Z a-z 0-9 _ . -")
 
 
+def parse_repo_tag(repo, tag=None):
+    """Validated (repo, tag) from a repo that may carry ':tag'; tag None if none given."""
+    if tag is None:
+        repo, tag = split_name(repo)
+    validate_repo(repo)
+    if tag:
+        validate_tag(tag)
+    return repo, tag
+
+
 def check_id(image_id):
     """Anything used as a path component must be a full id."""
     if not ID_RE.match(image_id or ""):

@@ -28,12 +28,7 @@ def create(req):
         if src != "-":
             check_url(src)
         if repo:
-            from ..images import split_name, validate_repo, validate_tag
-            if tag is None:
-                repo, tag = split_name(repo)
-            validate_repo(repo)
-            if tag:
-                validate_tag(tag)
+            repo, tag = req.daemon.check_repo_tag(repo, tag)
 
         def work(progress, send):
             if src == "-":
