@@ -111,6 +111,7 @@ int pyd_recv_fd(int sock);
 int pyd_mount(const char *source, const char *target, const char *fstype,
               unsigned long flags, const char *data);
 int pyd_umount(const char *target, int flags);
+int pyd_set_pdeathsig(int sig);
 
 /* Name of a step, e.g. "pivot_root"; "unknown" when out of range. */
 const char *pyd_step_name(int step);

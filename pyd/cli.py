@@ -40,7 +40,7 @@ class AlreadyRunning(Exception):
     pass
 
 
-def _lock_file(path, what):
+def _lock_file(path, what, pid):
     """Hold an exclusive flock on `path` for the life of the process."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -54,7 +54,7 @@ def _lock_file(path, what):
         who = f" (pid {holder})" if holder else ""
         raise AlreadyRunning(f"another pyd is already running on {what} {os.path.dirname(path) if what == 'data root' else path}{who}") from None
     os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    os.write(fd, f"{pid}\n".encode())
     return fd
 
 
@@ -81,14 +81,39 @@ def main(argv=None):
         return 1
 
 
+def _bootloader_pid():
+    """The pid of the one-file bootloader that runs us, or None.
+
+    PyInstaller's one-file binary unpacks itself and runs the daemon as a
+    child of the same executable. Users and supervisors see and signal the
+    parent (it forwards signals), so the pidfile names it, and the daemon
+    asks to die with it: a kill -9 of the parent must not leave an orphan
+    daemon holding the data root.
+    """
+    if not getattr(sys, "frozen", False):
+        return None
+    ppid = os.getppid()
+    try:
+        if os.readlink(f"/proc/{ppid}/exe") != os.readlink("/proc/self/exe"):
+            return None
+    except OSError:
+        return None
+    from . import native
+    native.set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != ppid:  # the parent died before prctl took effect
+        os._exit(1)
+    return ppid
+
+
 def run(config, listeners):
     from .daemon import Daemon
     from .routes import Router
     from .server import App, Server
 
     os.makedirs(config.root, mode=0o711, exist_ok=True)
-    root_lock = _lock_file(config.lock_path, "data root")
-    pid_lock = _lock_file(config.pidfile, "pidfile")
+    main_pid = _bootloader_pid() or os.getpid()
+    root_lock = _lock_file(config.lock_path, "data root", main_pid)
+    pid_lock = _lock_file(config.pidfile, "pidfile", main_pid)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

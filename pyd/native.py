@@ -361,3 +361,11 @@ def umount(target, flags=0):
     rc = lib.pyd_umount(_bytes(target, "umount"), flags)
     if rc < 0:
         raise OSError(-rc, f"umount {target}: {os.strerror(-rc)}")
+
+
+def set_parent_death_signal(sig):
+    """prctl(PR_SET_PDEATHSIG): receive `sig` when the parent process dies."""
+    ffi, lib = _shim()
+    rc = lib.pyd_set_pdeathsig(sig)
+    if rc < 0:
+        raise OSError(-rc, f"prctl(PR_SET_PDEATHSIG): {os.strerror(-rc)}")
