@@ -32,8 +32,10 @@ class Daemon:
     # -- life ------------------------------------------------------------
 
     def start(self):
-        os.makedirs(self.config.tmp_dir, mode=0o700, exist_ok=True)
-        os.makedirs(self.config.volumes_dir, mode=0o700, exist_ok=True)
+        from .fsopt import mark_topdir
+        for d in (self.config.tmp_dir, self.config.volumes_dir, self.config.containers_dir):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            mark_topdir(d)
         clean_tmp(self.config)
         self.driver = drivers.choose(self.config.storage_driver, self.config.tmp_dir)
         log.info("storage driver: %s", self.driver.name)
