@@ -4,8 +4,10 @@ It owns the stores and the runtime, and the rules that span them (an image
 in use by a container cannot be deleted, and so on).
 """
 
+import ipaddress
 import logging
 import os
+import re
 import posixpath
 import signal as signals
 import threading
@@ -485,6 +487,7 @@ def _is_loopback(addr):
     return addr.startswith("127.") or addr == "::1"
 
 
+_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$")
 _LIST_FIELDS = ("Cmd", "Entrypoint", "Env", "Dns", "PortSpecs")
 _BOOL_FIELDS = ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce")
 _STR_FIELDS = ("Hostname", "User", "VolumesFrom", "WorkingDir", "Image")
@@ -534,8 +537,14 @@ def _check_config(body):
             raise errors.BadParameter("Volumes must be an object of {path: {}}")
         for p in cfg["Volumes"]:
             volumes.clean_target(p)
-    if cfg["Hostname"] and (len(cfg["Hostname"]) > 63 or "/" in cfg["Hostname"] or "\0" in cfg["Hostname"]):
-        raise errors.BadParameter(f"invalid Hostname {cfg['Hostname']!r}")
+    if cfg["Hostname"] and not _HOSTNAME_RE.match(cfg["Hostname"]):
+        raise errors.BadParameter(f"invalid Hostname {cfg['Hostname']!r}: use letters, digits, '-' and '.', "
+                                  "up to 63 characters")
+    for server in cfg.get("Dns") or []:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise errors.BadParameter(f"invalid Dns server {server!r}: expected an IP address") from None
     for item in cfg.get("Env") or []:
         if "=" not in item or item.startswith("=") or "\0" in item:
             raise errors.BadParameter(f"invalid Env entry {item!r}: expected NAME=value")
