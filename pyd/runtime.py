@@ -126,7 +126,14 @@ class Runtime:
             cg.create(cfg.get("Memory") or 0, cfg.get("MemorySwap") or 0)
             output.open_for_run()
             child = native.spawn(spec, on_clone=cg.join)
-            pidfd = os.pidfd_open(child.pid)
+            try:
+                pidfd = os.pidfd_open(child.pid)
+            except OSError:  # out of fds: do not leave an unwatched container behind
+                os.kill(child.pid, signal.SIGKILL)
+                os.waitpid(child.pid, 0)
+                if child.pty_master is not None:
+                    os.close(child.pty_master)
+                raise
         except BaseException:
             for fd in close_after + keep:
                 os.close(fd)
