@@ -289,7 +289,7 @@ def test_attach_before_failed_start_ends(daemon, api, busybox):
     assert r.status >= 400, r
     body, eof = a.read_to_eof(8)
     a.close()
-    # BUG: the start fails in Runtime.start before output.open_for_run(), and
+    # Regression test; this once failed: the start fails in Runtime.start before output.open_for_run(), and
     # nothing ends the Output, so the waiting subscriber (wait_for_start) never
     # ends: the stream stays open and the attach thread stays until the client
     # goes away.
@@ -304,7 +304,7 @@ def test_attach_before_start_then_delete_ends(daemon, api, busybox):
     assert r.status == 204, r
     body, eof = a.read_to_eof(8)
     a.close()
-    # BUG: container_delete -> Runtime.forget() drops the Output without ending
+    # Regression test; this once failed: container_delete -> Runtime.forget() drops the Output without ending
     # its subscribers: a client attached to a created container that is then
     # removed is never told; its stream stays open forever.
     assert eof and body == b"", body
@@ -396,7 +396,7 @@ def test_stdin_attach_before_start(daemon, api, busybox):
         api.start(cid)
         body, eof = a.read_to_eof(8)
         a.close()
-        # BUG: stdin sent before start is written to a container with no runtime:
+        # Regression test; this once failed: stdin sent before start is written to a container with no runtime:
         # _write raises BrokenPipeError, the stdin thread quits silently, the bytes
         # are lost and StdinOnce never closes the container's stdin, so `cat`
         # never exits and the stream never ends.
@@ -590,7 +590,7 @@ def test_dropped_client_connection_is_closed(daemon, api, busybox):
     # the daemon should have let go of the dropped client by now, without it reading
     state = _tcp_state(slow.sock)
     slow.close()
-    # BUG: the attach thread of a dropped client stays blocked in sendall() (the
+    # Regression test; this once failed: the attach thread of a dropped client stays blocked in sendall() (the
     # socket buffers are full and the client never reads), so neither is the
     # connection closed nor does the thread exit while the client keeps it open;
     # hijacked sockets have no timeout (settimeout(None)).
@@ -650,7 +650,7 @@ def test_disconnect_from_silent_container_does_not_leak(daemon, api, busybox):
             assert a.head.startswith(RAW_HEAD)
             a.close(reset=bool(i % 2))
         fds, threads = settle(pid, base_fds, base_threads, timeout=10)
-        # BUG: with no stdin to read and nothing to send, the attach thread never
+        # Regression test; this once failed: with no stdin to read and nothing to send, the attach thread never
         # notices that its client left: each vanished client keeps a thread, an fd
         # and a connection slot (max_connections) until the container exits.
         assert threads <= base_threads + 2, f"threads {base_threads} -> {threads}"

@@ -323,7 +323,7 @@ def test_volume_on_symlink_to_host_dir_stays_in_container(api, daemon, busybox, 
 def test_bind_target_symlinked_into_proc(api, busybox, tmp_path, ctrs, link, target, probe):
     """An image's /p -> /proc makes a bind on /p/sys a bind under /proc: refused,
     or at least never over the container's /proc or /sys."""
-    # BUG: the /proc and /sys rule for bind targets is checked on the request's
+    # Regression test; this once failed: the /proc and /sys rule for bind targets is checked on the request's
     # path only (volumes.clean_target); the shim then resolves the target inside
     # the root, following the image's symlinks, and mounts on /proc/sys, on the
     # whole /proc, or on /sys/fs of the container. Reproduction: commit a
@@ -462,7 +462,7 @@ def test_delete_v_keeps_volume_used_by_another_container(api, busybox, ctrs):
 
 
 def test_start_after_volumes_from_source_deleted(api, busybox, ctrs):
-    # BUG: starting B again after its VolumesFrom source A was deleted answers
+    # Regression test; this once failed: starting B again after its VolumesFrom source A was deleted answers
     # 404 "No such container: <A's id>" to POST /containers/<B>/start, although
     # B exists: a client reads that as "B is gone". Expected: B starts with the
     # volumes it already has (its record holds them), or a non-404 error that
@@ -630,7 +630,7 @@ def test_changes_bind_contents_not_listed(api, busybox, tmp_path, ctrs):
 
 
 def test_changes_while_files_churn(api, busybox, ctrs):
-    # BUG: GET /containers/<id>/changes of a running container answers 500
+    # Regression test; this once failed: GET /containers/<id>/changes of a running container answers 500
     # (FileNotFoundError from os.scandir / DirEntry.stat in layerfs.changes)
     # when a file or directory of its upper layer vanishes during the walk;
     # ~20% of calls in probes. Expected: 200, with vanished entries skipped.
@@ -643,7 +643,7 @@ def test_changes_while_files_churn(api, busybox, ctrs):
 
 
 def test_commit_while_files_churn(api, busybox, ctrs):
-    # BUG: POST /commit of a running container whose files vanish during the
+    # Regression test; this once failed: POST /commit of a running container whose files vanish during the
     # copy answers 500 "internal error: BadTar: not a tar archive: empty file"
     # (the layer_tar writer thread dies on FileNotFoundError and the extractor
     # reports the truncated pipe); ~25% of commits in probes. Expected: 201
@@ -743,7 +743,7 @@ def churning(api, ctrs, kind):
 
 @pytest.mark.parametrize("kind", sorted(CHURN))
 def test_export_while_files_churn(api, busybox, ctrs, kind):
-    # BUG: exporting a running container whose files vanish or shrink during the
+    # Regression test; this once failed: exporting a running container whose files vanish or shrink during the
     # export fails mid-stream in the daemon (FileNotFoundError from the union
     # walk, or OSError "unexpected end of data" from tarfile for a shrunk file),
     # yet the client gets a normal 200 with a clean chunked end: a truncated tar

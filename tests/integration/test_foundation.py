@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pydtest import Api, Daemon, daemon_cmd, free_port
+from pydtest import daemon_cmd, free_port
 
 
 @pytest.mark.parametrize("prefix", ["", "/v1.3", "/v1.0"])
@@ -195,9 +195,7 @@ def test_sigint_also_stops_cleanly(new_daemon):
     assert not os.path.exists(d.sock)
 
 
-def test_non_loopback_tcp_warns(new_daemon, tmp_path):
-    d = new_daemon()
-    d.extra_args = []
+def test_non_loopback_tcp_warns(tmp_path):
     argv = daemon_cmd() + ["-H", f"tcp://0.0.0.0:{free_port()}", "-g", str(tmp_path / "w"),
                            "-p", str(tmp_path / "w.pid")]
     p = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)

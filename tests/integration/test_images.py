@@ -374,7 +374,7 @@ def test_import_with_repo_and_tag_is_listed_under_that_name(api, cleanup):
 
 
 def test_import_twice_to_the_same_repo_tag_moves_the_tag(api, cleanup):
-    # BUG: Docker 0.5's import tags with force=true (repositories.Set(repo, tag, id, true)),
+    # Regression test; this once failed: Docker 0.5's import tags with force=true (repositories.Set(repo, tag, id, true)),
     # so `docker import - repo` twice moves repo:latest to the new image. pyd calls
     # set_tag() without force after registering: the second import ends with
     # {"error": "tag ... is already set ..."} and leaves an orphan untagged image.
@@ -435,7 +435,7 @@ def test_import_url_redirect_to_file_scheme_is_refused(api, daemon):
 
 
 def test_import_url_redirect_to_ftp_is_not_followed(api, daemon):
-    # BUG: fromSrc=ftp://... is refused with 400 (fetch.check_url), but fetch.open_url uses
+    # Regression test; this once failed: fromSrc=ftp://... is refused with 400 (fetch.check_url), but fetch.open_url uses
     # urllib.request.urlopen, whose default HTTPRedirectHandler follows a redirect from
     # http:// to ftp:// (and FTPHandler then connects). Repro: an http server on 127.0.0.1
     # answering 302 Location: ftp://127.0.0.1:<port>/x.tar; POST
@@ -495,7 +495,7 @@ def test_import_invalid_repo_or_tag_is_400_and_adds_nothing(api, cleanup, repo, 
 
 @pytest.mark.parametrize("repo", ["UP/per", "Foo/bar/baz"])
 def test_import_uppercase_first_component_that_is_not_a_registry_host_is_400(api, cleanup, repo):
-    # BUG: _REPO_RE takes any first component as an optional registry host and allows
+    # Regression test; this once failed: _REPO_RE takes any first component as an optional registry host and allows
     # uppercase in it, so "UP/per" is accepted (200, image tagged "UP/per:latest").
     # A first component is a registry host only when it has a "." or a ":" or is
     # "localhost" (the reference grammar); otherwise it is a path component and must be
@@ -1060,7 +1060,7 @@ def test_delete_by_id_with_children_is_409(api, cleanup):
 
 
 def test_delete_by_id_with_children_is_409_and_keeps_its_tag(api, cleanup):
-    # BUG: ImageStore.delete() (by-id branch) untags the image and saves repositories.json
+    # Regression test; this once failed: ImageStore.delete() (by-id branch) untags the image and saves repositories.json
     # BEFORE checking for children; the 409 then leaves the parent silently untagged.
     # Repro: import P as repo R, insert a file into R (child C), DELETE /images/<P id> -> 409,
     # then GET /images/R/json -> 404 (the tag is gone although the request failed).
