@@ -203,7 +203,9 @@ class ImageStore:
         out = []
         with self._lock:
             while image_id:
-                rec = self._images[image_id]
+                rec = self._images.get(image_id)
+                if rec is None:
+                    raise errors.NotFound(f"No such image: {image_id}")
                 out.append(rec)
                 image_id = rec.get("parent") or ""
         return out
