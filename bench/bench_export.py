@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 
-from pydtest import Daemon, busybox_rootfs_tar, daemon_cmd  # noqa: E402
+from pydtest import CountingReader, Daemon, busybox_rootfs_tar, daemon_cmd, proc_status  # noqa: E402
 
 MiB = 1024 * 1024
 MB = 1000 * 1000
@@ -41,24 +41,7 @@ SECTION = "## Export"
 
 
 def vm_rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-class _Counting:
-    """A file object over an HTTP response: reads at most 1 MiB at a time, counts bytes."""
-
-    def __init__(self, resp):
-        self.resp, self.count = resp, 0
-
-    def read(self, n=-1):
-        n = MiB if n is None or n < 0 else min(n, MiB)
-        data = self.resp.read(n)
-        self.count += len(data)
-        return data
+    return proc_status(pid, "VmRSS") * 1024
 
 
 def export_once(port, pid, cid, interval=0.01):
@@ -84,7 +67,7 @@ def export_once(port, pid, cid, interval=0.01):
         resp = conn.getresponse()
         if resp.status != 200:
             raise RuntimeError(f"export: HTTP {resp.status}: {resp.read(500)!r}")
-        src = _Counting(resp)
+        src = CountingReader(resp)
         with tarfile.open(fileobj=src, mode="r|") as tf:
             for m in tf:
                 members[m.name.lstrip("./")] = m.size

@@ -22,6 +22,28 @@ def daemon_cmd():
     return shlex.split(cmd) if cmd else [sys.executable, os.path.join(TOP, "pyd.py")]
 
 
+def proc_status(pid, field):
+    """A number from /proc/<pid>/status, e.g. proc_status(pid, "VmRSS") in kB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+class CountingReader:
+    """A file object over an HTTP response: reads at most 1 MiB at a time, counts bytes."""
+
+    def __init__(self, resp):
+        self.resp, self.count = resp, 0
+
+    def read(self, n=-1):
+        n = 1 << 20 if n is None or n < 0 else min(n, 1 << 20)
+        data = self.resp.read(n)
+        self.count += len(data)
+        return data
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

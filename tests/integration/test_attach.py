@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from pydtest import proc_status
+
 RAW_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
 
 
@@ -140,14 +142,6 @@ def kill_quiet(api, cid):
     if inspect(api, cid)["State"]["Running"]:
         api.post(f"/containers/{cid}/kill")
         api.wait(cid, timeout=30)
-
-
-def proc_status(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
 
 
 def nfds(pid):

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from pydtest import BUSYBOX
+from pydtest import BUSYBOX, CountingReader, proc_status
 
 MiB = 1024 * 1024
 
@@ -1030,24 +1030,7 @@ def test_delete_busybox_in_use_is_409(new_daemon, busybox_tar):
 # --------------------------------------------------------------------------
 
 def vm_rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
-class _Counting:
-    """A file object over an HTTP response: reads at most 1 MiB at a time, counts bytes."""
-
-    def __init__(self, resp):
-        self.resp, self.count = resp, 0
-
-    def read(self, n=-1):
-        n = MiB if n is None or n < 0 else min(n, MiB)
-        data = self.resp.read(n)
-        self.count += len(data)
-        return data
+    return proc_status(pid, "VmRSS") * 1024
 
 
 def export_rss_growth(port, pid, cid, interval=0.01):
@@ -1070,7 +1053,7 @@ def export_rss_growth(port, pid, cid, interval=0.01):
         conn.request("GET", f"/containers/{cid}/export")
         resp = conn.getresponse()
         assert resp.status == 200, resp.status
-        src = _Counting(resp)
+        src = CountingReader(resp)
         with tarfile.open(fileobj=src, mode="r|") as tf:
             for m in tf:
                 sizes[m.name.lstrip("./")] = m.size

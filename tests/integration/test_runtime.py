@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from pydtest import proc_status
+
 HEX12 = re.compile(r"^[0-9a-f]{12}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 PREFIXES = ["", "/v1.3"]
@@ -93,11 +95,7 @@ def daemon_fds(pid):
 
 
 def daemon_threads(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    raise AssertionError("no Threads line")
+    return proc_status(pid, "Threads")
 
 
 def import_busybox(api, tar):
