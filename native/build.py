@@ -13,91 +13,18 @@ import cffi
 NATIVE_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(NATIVE_DIR)
 
-# Mirrors native/shim.h (cffi's cdef cannot read the header's #include
-# lines).  Keep both in step.
-CDEF = """
-enum pyd_step {
-    PYD_STEP_READY = 0,
-    PYD_STEP_MAKE_PRIVATE = 1,
-    PYD_STEP_ROOTFS,
-    PYD_STEP_MOUNT,
-    PYD_STEP_DEVICES,
-    PYD_STEP_MASK,
-    PYD_STEP_READONLY,
-    PYD_STEP_BIND,
-    PYD_STEP_LOOPBACK,
-    PYD_STEP_PIVOT_ROOT,
-    PYD_STEP_HOSTNAME,
-    PYD_STEP_CWD,
-    PYD_STEP_TTY,
-    PYD_STEP_STDIO,
-    PYD_STEP_SYNC,
-    PYD_STEP_CAP_BOUNDING,
-    PYD_STEP_SETGROUPS,
-    PYD_STEP_SETRESGID,
-    PYD_STEP_SETRESUID,
-    PYD_STEP_CAPSET,
-    PYD_STEP_CLOSE_FDS,
-    PYD_STEP_EXEC,
-    PYD_STEP_COUNT
-};
 
-typedef unsigned int uid_t;
-typedef unsigned int gid_t;
 
-struct pyd_bind {
-    const char *source;
-    const char *target;
-    int readonly;
-};
+def _cdef():
+    """The declarations of native/shim.h as cffi's cdef wants them: without
+    preprocessor lines, and with the two types <sys/types.h> would give."""
+    with open(os.path.join(NATIVE_DIR, "shim.h")) as f:
+        body = "".join(line for line in f if not line.lstrip().startswith("#"))
+    return "typedef unsigned int uid_t;\ntypedef unsigned int gid_t;\n" + body
 
-struct pyd_spec {
-    const char *rootfs;
-    const char *hostname;
-    char *const *argv;
-    char *const *envp;
-    const char *cwd;
-    uid_t uid;
-    gid_t gid;
-    int ngroups;
-    const gid_t *groups;
-    const char *overlay_data;
-    const char *layers_dir;
-    const char *rootfs_source;
-    int nbinds;
-    const struct pyd_bind *binds;
-    int tty;
-    int stdin_fd;
-    int stdout_fd;
-    int stderr_fd;
-    int cap_last_cap;
-};
-
-struct pyd_result {
-    int pid;
-    int err_fd;
-    int sync_fd;
-    int tty_sock;
-};
-
-struct pyd_report {
-    int step;
-    int err;
-    int index;
-};
-
-int pyd_spawn(const struct pyd_spec *spec, struct pyd_result *res);
-int pyd_recv_fd(int sock);
-int pyd_mount(const char *source, const char *target, const char *fstype,
-              unsigned long flags, const char *data);
-int pyd_umount(const char *target, int flags);
-int pyd_set_pdeathsig(int sig);
-const char *pyd_step_name(int step);
-const char *pyd_step_object(int step, int index);
-"""
 
 ffibuilder = cffi.FFI()
-ffibuilder.cdef(CDEF)
+ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "pyd._shim",
     '#include "shim.c"\n',

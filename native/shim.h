@@ -18,7 +18,7 @@
  *   - tty socket (only with spec->tty): the child sends the pty master fd
  *     with SCM_RIGHTS before the READY record.
  *
- * Keep the declarations below in step with the cdef in native/build.py.
+ * native/build.py feeds the declarations below to cffi as they are.
  */
 #ifndef PYD_SHIM_H
 #define PYD_SHIM_H
