@@ -17,10 +17,8 @@ Needs root (like the daemon). Only 127.0.0.1 is used.
 """
 
 import argparse
-import datetime
 import http.client
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -32,8 +30,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+sys.path.insert(0, HERE)
 
 from pydtest import CountingReader, Daemon, busybox_rootfs_tar, daemon_cmd, proc_status  # noqa: E402
+from readme import run_meta, update_section  # noqa: E402
 
 MiB = 1024 * 1024
 MB = 1000 * 1000
@@ -98,7 +98,7 @@ def make_container(api, size_mb):
     return cid, time.perf_counter() - t0
 
 
-def update_readme(path, runs, meta):
+def update_readme(runs, meta):
     growth_max = max(r["rss_growth"] for r in runs)
     secs = statistics.median(r["seconds"] for r in runs)
     total = runs[0]["bytes"]
@@ -109,8 +109,6 @@ def update_readme(path, runs, meta):
                     f"| {r['rss_baseline'] / MiB:.1f} MiB | {r['rss_peak'] / MiB:.1f} MiB "
                     f"| {r['rss_growth'] / MiB:.1f} MiB |")
     text = "\n".join([
-        SECTION,
-        "",
         "`python3 bench/bench_export.py` (root): a private pyd, the busybox test image, a container that ran "
         f"`dd if=/dev/urandom of=/big bs=1M count={meta['size_mb']}`, then `GET /containers/<id>/export` of the "
         "stopped container, streamed by the client in reads of at most 1 MiB through tarfile's stream "
@@ -125,21 +123,8 @@ def update_readme(path, runs, meta):
         f"largest daemon VmRSS growth {growth_max / MiB:.1f} MiB over {len(runs)} runs.",
         "",
         f"Measured {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), daemon `{meta['daemon']}`.",
-        "",
     ])
-    old = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            old = f.read()
-    if SECTION + "\n" in old:
-        start = old.index(SECTION + "\n")
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[nxt + 1:] if nxt != -1 else "")
-    else:
-        head = old if old else "# Benchmarks\n"
-        new = head.rstrip("\n") + "\n\n" + text
-    with open(path, "w") as f:
-        f.write(new)
+    update_section(SECTION[3:], text)
 
 
 def main():
@@ -175,18 +160,15 @@ def main():
             print(f"daemon exited with {rc}:\n{d.log()}", file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
 
-    meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.system()} {platform.release()} {platform.machine()}",
-        "cpus": os.cpu_count(),
-        "daemon": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(daemon_cmd())),
+    meta = run_meta(daemon_cmd())
+    meta.update({
         "size_mb": args.size_mb,
-    }
+    })
     growth = max(r["rss_growth"] for r in runs)
     print(f"\nlargest daemon VmRSS growth: {growth / MiB:.1f} MiB "
           f"({'under' if growth < 30 * MiB else 'OVER'} the 30 MiB bound)")
     if not args.no_readme:
-        update_readme(os.path.join(HERE, "README.md"), runs, meta)
+        update_readme(runs, meta)
     return 0
 
 

@@ -14,11 +14,9 @@ bench/README.md. Needs root (like the daemon). Only 127.0.0.1 is used.
 """
 
 import argparse
-import datetime
 import http.client
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -34,7 +32,7 @@ sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 from pydtest import Daemon, daemon_cmd  # noqa: E402
 
 sys.path.insert(0, HERE)
-from readme import update_section  # noqa: E402
+from readme import run_meta, update_section  # noqa: E402
 
 MiB = 1024 * 1024
 MB = 1000 * 1000
@@ -210,16 +208,11 @@ def main():
             print(f"daemon exited with {rc}:\n{d.log()}", file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
 
-    meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.system()} {platform.release()} {platform.machine()}",
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "daemon": " ".join(os.path.basename(a) if i == 0 else os.path.relpath(a, TOP) if a.startswith(TOP) else a
-                           for i, a in enumerate(daemon_cmd())),
+    meta = run_meta(daemon_cmd())
+    meta.update({
         "runs": args.runs,
         "dockerd_20_10_anchor_200mb": DOCKERD_ANCHOR,
-    }
+    })
     print()
     print(f"{'tar':>8} {'import med':>10} {'MB/s':>7} {'delete med':>11} {'MB/s':>8}")
     for r in results:

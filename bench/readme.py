@@ -1,7 +1,9 @@
 """Keep one section of bench/README.md current without touching the others."""
 
+import datetime
 import fcntl
 import os
+import platform
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
 HEAD = "# Benchmarks\n\nEach script here measures pyd and records its figures below; `bench/run.sh` runs them all.\n"
@@ -26,3 +28,14 @@ def update_section(title, body):
         f.seek(0)
         f.truncate()
         f.write("".join(lines).rstrip("\n") + "\n")
+
+
+def run_meta(daemon_argv):
+    """Where and with what a bench ran, for its results."""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "machine": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "daemon": " ".join([os.path.basename(daemon_argv[0])] + list(daemon_argv[1:])),
+    }

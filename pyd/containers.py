@@ -10,7 +10,6 @@ or NotModified where the container is already where the client wants it):
     created | exited -> removing          starting -> created | exited (start failed)
 """
 
-import datetime
 import logging
 import os
 import secrets
@@ -18,6 +17,7 @@ import threading
 import time
 
 from . import atomic, errors
+from .timefmt import iso_to_time
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +32,6 @@ TRANSITIONS = {
 }
 
 
-def now_iso():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def iso_to_time(text):
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except (ValueError, AttributeError):
-        return 0.0
-
-
-ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 class Container:

@@ -13,7 +13,7 @@ import signal as signals
 import threading
 import time
 
-from . import __version__, containers as cs, drivers, errors, layerfs, sysinfo, tarsafe, volumes
+from . import __version__, containers as cs, drivers, errors, layerfs, sysinfo, tarsafe, timefmt, volumes
 from .containers import Container, ContainerStore
 from .fetch import open_url
 from .images import ImageStore, clean_tmp, empty_config, parse_repo_tag, short, split_name
@@ -193,12 +193,12 @@ class Daemon:
         argv = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
         rec = {
             "Id": cid,
-            "Created": cs.now_iso(),
+            "Created": timefmt.now_iso(),
             "Path": argv[0],
             "Args": argv[1:],
             "Config": cfg,
-            "State": {"Running": False, "Pid": 0, "ExitCode": 0, "StartedAt": cs.ZERO_TIME,
-                      "FinishedAt": cs.ZERO_TIME, "Ghost": False},
+            "State": {"Running": False, "Pid": 0, "ExitCode": 0, "StartedAt": timefmt.ZERO_TIME,
+                      "FinishedAt": timefmt.ZERO_TIME, "Ghost": False},
             "Image": image["id"],
             "NetworkSettings": empty_network(),
             "SysInitPath": "",
@@ -315,7 +315,7 @@ class Daemon:
                 break
             row = {"Id": c.short_id, "Image": self.image_name(c.rec["Image"]),
                    "Command": " ".join([c.rec["Path"]] + list(c.rec["Args"])),
-                   "Created": int(cs.iso_to_time(c.rec["Created"])),
+                   "Created": int(timefmt.iso_to_time(c.rec["Created"])),
                    "Status": cs.status_string(c, now), "Ports": ""}
             if size:
                 row["SizeRw"] = self.driver_of(c).size_rw(c, self._layers(c))

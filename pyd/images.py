@@ -13,7 +13,6 @@ debris from a crash and is removed at start; so is anything in tmp/.
 IDs are content addressed: the sha256 of the record without its id.
 """
 
-import datetime
 import hashlib
 import json
 import logging
@@ -24,6 +23,7 @@ import uuid
 
 from . import atomic, errors
 from .tarsafe import remove_tree
+from .timefmt import iso_to_time, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +40,8 @@ def short(image_id):
     return image_id[:12]
 
 
-def now_iso():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def iso_to_unix(text):
-    try:
-        return int(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
-    except (ValueError, AttributeError):
-        return 0
+    return int(iso_to_time(text))
 
 
 def split_name(name):

@@ -37,7 +37,8 @@ from pyd import tarsafe
 log = logging.getLogger(__name__)
 
 __all__ = ["union_walk", "export_tar", "layer_tar", "changes", "diff_copy",
-           "materialize_diff", "copy_union", "du", "is_whiteout", "is_opaque",
+           "materialize_diff", "copy_union", "du", "is_whiteout", "is_opaque", "read_file",
+           "merged_dir_layers", "resolve_path",
            "KIND_MODIFIED", "KIND_ADDED", "KIND_DELETED"]
 
 KIND_MODIFIED, KIND_ADDED, KIND_DELETED = 0, 1, 2
@@ -187,6 +188,30 @@ class _MergedView:
         if not pc:
             return {}
         return {n: (v[1], v[2]) for n, v in _merge_dir(pc).items() if v is not None}
+
+
+def read_file(layers, rel: str, limit: int) -> Optional[bytes]:
+    """The first `limit` bytes of regular file `rel` in the merged view of
+    `layers` (top first), or None when it is absent or not a regular file.
+    Nothing on the way is followed through a symlink."""
+    found = _MergedView(layers).lookup(rel.strip("/"))
+    if found is None or not stat.S_ISREG(found[1].st_mode):
+        return None
+    try:
+        fd = os.open(found[0], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def merged_dir_layers(layers, rel: str) -> List[str]:
+    """The layer directories that make up merged directory `rel`, top first
+    (empty when `rel` is not a directory in the merged view)."""
+    rel = rel.strip("/")
+    return list(_MergedView(layers).contrib(rel) or []) if rel else list(layers)
 
 
 def resolve_path(layers, path: str, max_hops: int = 40) -> str:

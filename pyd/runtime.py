@@ -13,7 +13,7 @@ import selectors
 import signal
 import threading
 
-from . import cgroups, containers as cs, errors, native, users
+from . import cgroups, containers as cs, errors, native, timefmt, users
 from .stdio import STDERR, STDOUT, Output
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,8 @@ class Runtime:
         r = Running(child.pid, pidfd, cg, outs, stdin_w, child.pty_master)
         with c.lock:
             c.runtime = r
-            c.state.update(Running=True, Pid=child.pid, StartedAt=cs.now_iso(), ExitCode=0,
-                           FinishedAt=cs.ZERO_TIME, Ghost=False, OOMKilled=False, Error="")
+            c.state.update(Running=True, Pid=child.pid, StartedAt=timefmt.now_iso(), ExitCode=0,
+                           FinishedAt=timefmt.ZERO_TIME, Ghost=False, OOMKilled=False, Error="")
             c.move(cs.RUNNING)
             c.save()
         threading.Thread(target=self._monitor, args=(c, r, output), name=f"monitor-{c.short_id}",
@@ -210,7 +210,7 @@ class Runtime:
         output.end()
         with c.lock:
             c.runtime = None
-            c.state.update(Running=False, Pid=0, ExitCode=code, FinishedAt=cs.now_iso(), OOMKilled=oom)
+            c.state.update(Running=False, Pid=0, ExitCode=code, FinishedAt=timefmt.now_iso(), OOMKilled=oom)
             c.move(cs.EXITED)
             c.save()
         log.info("%s exited with %d%s", c.short_id, code, " (out of memory)" if oom else "")
@@ -265,9 +265,8 @@ class Runtime:
             cg.remove()
         if was_running:
             c.state.update(Running=False, Pid=0, ExitCode=137 if c.state_name == cs.RUNNING else 128,
-                           FinishedAt=cs.now_iso(), Error="daemon restarted while the container was running")
-            c.state_name = cs.EXITED
-            c.rec["PydState"] = cs.EXITED
+                           FinishedAt=timefmt.now_iso(), Error="daemon restarted while the container was running")
+            c.move(cs.EXITED)
             c.save()
             log.info("container %s was running when the daemon stopped; recorded as exited", c.short_id)
 

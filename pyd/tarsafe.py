@@ -348,6 +348,11 @@ class _Hasher:
 # Bounded header parsing
 # --------------------------------------------------------------------------
 
+# How a header read ended, for telling a clean end of archive from truncation.
+_END_KINDS = ((tarfile.EOFHeaderError, "eof"), (tarfile.EmptyHeaderError, "empty"),
+              (tarfile.TruncatedHeaderError, "truncated"), (tarfile.InvalidHeaderError, "invalid"))
+
+
 class _BoundedTarInfo(tarfile.TarInfo):
     """TarInfo that refuses over-long GNU/PAX headers *before* tarfile reads
     them into memory, and remembers how the archive ended.
@@ -363,17 +368,10 @@ class _BoundedTarInfo(tarfile.TarInfo):
     def frombuf(cls, buf, encoding, errors):
         try:
             return super().frombuf(buf, encoding, errors)
-        except tarfile.EOFHeaderError:
-            cls.end_state["end"] = "eof"
-            raise
-        except tarfile.EmptyHeaderError:
-            cls.end_state["end"] = "empty"
-            raise
-        except tarfile.TruncatedHeaderError:
-            cls.end_state["end"] = "truncated"
-            raise
-        except tarfile.InvalidHeaderError:
-            cls.end_state["end"] = "invalid"
+        except tarfile.HeaderError as e:
+            for kind, name in _END_KINDS:
+                if isinstance(e, kind):
+                    cls.end_state["end"] = name
             raise
 
     def _proc_member(self, tarfile_):

@@ -4,70 +4,9 @@ The files are read from the container's layers by the daemon, never through
 NSS, and never by following a symlink out of the layers.
 """
 
-import os
-import stat
-
-from . import errors
+from . import errors, layerfs
 
 MAX_FILE = 4 << 20
-
-
-def _open_in_layer(layer, rel):
-    """Open layer/rel without following any symlink; None if absent."""
-    parts = [p for p in rel.split("/") if p]
-    fd = os.open(layer, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            flags = os.O_RDONLY | os.O_NOFOLLOW | (0 if last else os.O_DIRECTORY)
-            try:
-                nfd = os.open(part, flags, dir_fd=fd)
-            except (FileNotFoundError, NotADirectoryError):
-                return None
-            except OSError:  # ELOOP: a symlink; treat as unreadable
-                return None
-            os.close(fd)
-            fd = nfd
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        data = os.read(fd, MAX_FILE)
-        return data
-    finally:
-        os.close(fd)
-
-
-def _hidden(layer, rel):
-    """True if `layer` whites out rel or makes one of its parents opaque."""
-    parts = [p for p in rel.split("/") if p]
-    path = layer
-    for i, part in enumerate(parts):
-        path = os.path.join(path, part)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return False
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-            return True
-        if i < len(parts) - 1 and stat.S_ISDIR(st.st_mode):
-            try:
-                if os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y":
-                    return "opaque"
-            except OSError:
-                pass
-    return False
-
-
-def read_union_file(layers, rel):
-    """The content of `rel` as the merged view (top-most layer first) shows it, or None."""
-    for layer in layers:
-        data = _open_in_layer(layer, rel)
-        if data is not None:
-            return data
-        hidden = _hidden(layer, rel)
-        if hidden:
-            return None
-    return None
 
 
 def _parse(data, fields):
@@ -83,8 +22,8 @@ def _parse(data, fields):
 
 def resolve(user, layers):
     """User spec ('', name, uid, name:group, uid:gid) -> (uid, gid, groups, home)."""
-    passwd = _parse(read_union_file(layers, "etc/passwd"), 7)
-    group = _parse(read_union_file(layers, "etc/group"), 4)
+    passwd = _parse(layerfs.read_file(layers, "etc/passwd", MAX_FILE), 7)
+    group = _parse(layerfs.read_file(layers, "etc/group", MAX_FILE), 4)
     name_part, _, group_part = (user or "").partition(":")
     uid, gid, home, uname = 0, 0, "/", "root"
     if not name_part:

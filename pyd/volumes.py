@@ -63,30 +63,9 @@ def validate_binds(binds):
     return binds
 
 
-def _real_subdir(layer, rel):
-    """layer/rel if every component is a real directory (no symlink), else None."""
-    path = layer
-    for part in [p for p in rel.split("/") if p]:
-        path = os.path.join(path, part)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return None
-        if not stat.S_ISDIR(st.st_mode):
-            return None
-    return path
-
-
 def _seed(dest, layers, target):
     """Copy the image's content at `target` into the new volume `dest`."""
-    subs = []
-    rel = target.lstrip("/")
-    for layer in layers:
-        sub = _real_subdir(layer, rel)
-        if sub is not None:
-            subs.append(sub)
-            if layerfs.is_opaque(sub):
-                break
+    subs = layerfs.merged_dir_layers(layers, target)
     if subs:
         layerfs.copy_union(subs, dest)
         top = os.lstat(subs[0])
