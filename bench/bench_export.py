@@ -10,7 +10,7 @@ the response through http.client in reads of at most 1 MiB and parses it with
 tarfile's stream mode, so it never holds the archive. A sampler thread reads
 VmRSS of the daemon from /proc/<pid>/status every 10 ms during each export.
 
-    python3 bench/bench_export.py [--runs 3] [--size-mb 200] [--no-readme]
+    python3 -m bench.bench_export [--runs 3] [--size-mb 200] [--no-readme]
 
 Prints the figures and writes the "## Export" section of bench/README.md.
 Needs root (like the daemon). Only 127.0.0.1 is used.
@@ -29,19 +29,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
-sys.path.insert(0, HERE)
 
-from pydtest import CountingReader, Daemon, busybox_rootfs_tar, daemon_cmd, proc_status  # noqa: E402
-from readme import run_meta, update_section  # noqa: E402
+from tests.pydtest import CountingReader, Daemon, busybox_rootfs_tar, daemon_cmd, vm_rss
+from bench.readme import run_meta, update_section
 
 MiB = 1024 * 1024
 MB = 1000 * 1000
 SECTION = "## Export"
-
-
-def vm_rss(pid):
-    return proc_status(pid, "VmRSS") * 1024
 
 
 def export_once(port, pid, cid, interval=0.01):
@@ -109,7 +103,7 @@ def update_readme(runs, meta):
                     f"| {r['rss_baseline'] / MiB:.1f} MiB | {r['rss_peak'] / MiB:.1f} MiB "
                     f"| {r['rss_growth'] / MiB:.1f} MiB |")
     text = "\n".join([
-        "`python3 bench/bench_export.py` (root): a private pyd, the busybox test image, a container that ran "
+        "`python3 -m bench.bench_export` (root): a private pyd, the busybox test image, a container that ran "
         f"`dd if=/dev/urandom of=/big bs=1M count={meta['size_mb']}`, then `GET /containers/<id>/export` of the "
         "stopped container, streamed by the client in reads of at most 1 MiB through tarfile's stream "
         "mode (nothing buffered on either side). Daemon memory is VmRSS from /proc/<pid>/status, sampled "

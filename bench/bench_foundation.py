@@ -3,7 +3,7 @@
 time, its idle RSS, and GET /version requests per second with 16 keep-alive
 connections (wrk, from Debian). Each figure is the median of repeated runs.
 
-    python3 bench/bench_foundation.py [--binary dist/pyd] [--runs 10]
+    python3 -m bench.bench_foundation [--binary dist/pyd] [--runs 10]
 
 Writes bench/results/foundation.json and the "## Foundation" section of
 bench/README.md. Traffic goes to 127.0.0.1 only.
@@ -18,13 +18,11 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from readme import update_section  # noqa: E402
+from bench.readme import update_section
 
 ANCHORS = {"first_ping_s": 1.6, "rss_mb": 142, "binary_mb": 143, "version_rps": 419}
 TARGETS = {"first_ping_s": 0.3, "rss_mb": 30, "binary_mb": 15, "version_rps": 3000}
@@ -118,7 +116,7 @@ def main():
             ("start to first ping", f"{result['first_ping_s']} s", "1.6 s", "≤ 0.3 s"),
             ("idle RSS (all pyd processes)", f"{result['rss_mb']} MB", "142 MB (dockerd + containerd)", "≤ 30 MB"),
             ("GET /version, 16 connections", f"{result['version_rps']} req/s", "419 req/s", "≥ 3,000 req/s")]
-    text = ("`python3 bench/bench_foundation.py` (root; needs `dist/pyd` and wrk). Median of "
+    text = ("`python3 -m bench.bench_foundation` (root; needs `dist/pyd` and wrk). Median of "
             f"{args.runs} starts for ping and RSS (RSS read after 1 s idle), of 3 × 5 s wrk runs for req/s.\n\n"
             "| figure | pyd | dockerd 20.10 | target |\n| --- | --- | --- | --- |\n"
             + "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)

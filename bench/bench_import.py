@@ -7,7 +7,7 @@ of random files in a temporary directory, then for each size imports the tar N
 times (wall time until the final status object) and deletes the image each
 time (wall time of DELETE /images/<id>).
 
-    python3 bench/bench_import.py [--runs 5] [--sizes 50,100,200] [--no-readme]
+    python3 -m bench.bench_import [--runs 5] [--sizes 50,100,200] [--no-readme]
 
 Writes bench/results/import.json and the "## Image import" section of
 bench/README.md. Needs root (like the daemon). Only 127.0.0.1 is used.
@@ -27,12 +27,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 
-from pydtest import Daemon, daemon_cmd  # noqa: E402
+from tests.pydtest import Daemon, daemon_cmd
 
-sys.path.insert(0, HERE)
-from readme import run_meta, update_section  # noqa: E402
+from bench.readme import run_meta, update_section
 
 MiB = 1024 * 1024
 MB = 1000 * 1000
@@ -163,7 +161,7 @@ def update_readme(results, meta):
                       f"delete {ref['delete_median_s']:.2f} s "
                       f"({ref['delete_median_s'] / DOCKERD_ANCHOR['delete_s']:.2f}x dockerd).")
     text = "\n".join([
-        "`python3 bench/bench_import.py` (root): a private pyd, a tar of random 10 MiB files plus "
+        "`python3 -m bench.bench_import` (root): a private pyd, a tar of random 10 MiB files plus "
         "1-4 KiB files, uncompressed, streamed with Content-Length to "
         "`POST /images/create?fromSrc=-`; import time runs until the final status object, then "
         "`DELETE /images/<id>`. Median of "

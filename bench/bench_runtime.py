@@ -13,7 +13,7 @@ temporary root, imports the busybox test image, then measures:
 Writes bench/results/runtime.json and the "## Container runtime" section of
 bench/README.md. Needs root (namespaces, mounts, cgroups). Only 127.0.0.1.
 
-Usage: sudo python3 bench/bench_runtime.py [--cycles N] [--seconds S] [--threads T]
+Usage: sudo python3 -m bench.bench_runtime [--cycles N] [--seconds S] [--threads T]
 """
 
 import argparse
@@ -30,12 +30,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 
-from pydtest import Daemon, busybox_rootfs_tar, daemon_cmd  # noqa: E402
+from tests.pydtest import Daemon, busybox_rootfs_tar, daemon_cmd
 
-sys.path.insert(0, HERE)
-import readme  # noqa: E402  (bench/readme.py: one README section, under a lock)
+from bench import readme  # one README section, under a lock
 
 RESULTS = os.path.join(HERE, "results", "runtime.json")
 SECTION_TITLE = "Container runtime"

@@ -1,9 +1,4 @@
 """Shared test setup. Integration tests take the daemon command from PYD_CMD
-(default: this checkout's pyd.py under the running Python)."""
-
-import os
-import sys
-
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if TOP not in sys.path:
-    sys.path.insert(0, TOP)
+(default: this checkout's pyd.py under the running Python). tests/ is a
+package, so pytest puts the checkout on sys.path and `pyd` and
+`tests.pydtest` import as they are."""

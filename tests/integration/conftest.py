@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from pydtest import Daemon, busybox_rootfs_tar
+from tests.pydtest import Daemon, busybox_rootfs_tar
 
 
 def pytest_configure(config):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from pydtest import proc_status
+from tests.pydtest import inspect, kill_quiet, nfds, proc_status
 
 RAW_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
 
@@ -131,22 +131,6 @@ def attach(daemon, cid, query, **kw):
 
 
 # -- helpers -------------------------------------------------------------------
-
-def inspect(api, cid):
-    r = api.get(f"/containers/{cid}/json")
-    assert r.status == 200, r
-    return r.json()
-
-
-def kill_quiet(api, cid):
-    if inspect(api, cid)["State"]["Running"]:
-        api.post(f"/containers/{cid}/kill")
-        api.wait(cid, timeout=30)
-
-
-def nfds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
 
 def settle(pid, base_fds, base_threads, fd_slack=4, thread_slack=2, timeout=10):
     """Poll until the daemon's fds and threads are back near the baseline."""

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from pydtest import BUSYBOX, CountingReader, proc_status
+from tests.pydtest import BUSYBOX, CountingReader, inspect, kill, vm_rss, wait_for
 
 MiB = 1024 * 1024
 
@@ -32,12 +32,6 @@ def uniq(prefix="fs"):
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
-def inspect(api, cid):
-    r = api.get(f"/containers/{cid}/json")
-    assert r.status == 200, r
-    return r.json()
-
-
 def run_ok(api, cmd, image="busybox", body=None, **config):
     code, out, cid = api.run(cmd, image, body, **config)
     assert code == 0, (code, out)
@@ -52,25 +46,9 @@ def commit(api, cid, query="", body=None):
     return image_id
 
 
-def wait_for(pred, timeout=20, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def wait_logs(api, cid, text, timeout=20):
     return wait_for(lambda: text in api.logs(cid).decode(errors="replace"), timeout,
                     f"{text!r} in the logs of {cid[:12]}")
-
-
-def kill(api, cid):
-    r = api.post(f"/containers/{cid}/kill")
-    assert r.status == 204, r
-    api.wait(cid)
 
 
 def members(body):
@@ -1028,10 +1006,6 @@ def test_delete_busybox_in_use_is_409(new_daemon, busybox_tar):
 # --------------------------------------------------------------------------
 # export memory bound
 # --------------------------------------------------------------------------
-
-def vm_rss(pid):
-    return proc_status(pid, "VmRSS") * 1024
-
 
 def export_rss_growth(port, pid, cid, interval=0.01):
     """Stream GET /containers/<cid>/export through tarfile's stream mode;

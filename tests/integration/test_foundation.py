@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pydtest import daemon_cmd, free_port
+from tests.pydtest import daemon_cmd, free_port
 
 
 @pytest.mark.parametrize("prefix", ["", "/v1.3", "/v1.0"])

@@ -26,7 +26,7 @@ import uuid
 
 import pytest
 
-from pydtest import BUSYBOX
+from tests.pydtest import BUSYBOX
 
 HEX12 = re.compile(r"^[0-9a-f]{12}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from pydtest import proc_status
+from tests.pydtest import inspect, poll, proc_status
 
 HEX12 = re.compile(r"^[0-9a-f]{12}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -33,22 +33,6 @@ UP = re.compile(r"^Up (Less than a second|1 seconds?|[0-9]+ seconds)$")
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-def poll(fn, timeout=10.0, interval=0.05):
-    """Call fn until it returns something truthy or `timeout` seconds pass; return the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(interval)
-
-
-def inspect(api, cid, prefix=""):
-    r = api.get(f"{prefix}/containers/{cid}/json")
-    assert r.status == 200, r
-    return r.json()
-
 
 def sh(api, script, **config):
     """Run `sh -c script`; return (exit code, combined output, id)."""

@@ -1,5 +1,11 @@
-"""Helpers for integration tests: start a real daemon, talk to it, build the
-busybox test image from Debian's busybox-static."""
+"""Helpers shared by the tests and the benches: start a real daemon, talk to
+it, build the busybox test image from Debian's busybox-static, inspect,
+wait, kill, and sample a process's memory.
+
+Tests import it as `tests.pydtest` (pytest puts the checkout on sys.path,
+since tests/ is a package); benches run as `python3 -m bench.<name>` from
+the checkout and import it the same way. Nothing edits sys.path.
+"""
 
 import http.client
 import io
@@ -29,6 +35,53 @@ def proc_status(pid, field):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise KeyError(field)
+
+
+def vm_rss(pid):
+    """Resident memory of `pid`, in bytes."""
+    return proc_status(pid, "VmRSS") * 1024
+
+
+def nfds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def poll(fn, timeout=10.0, interval=0.05):
+    """Call fn until it returns something truthy or `timeout` seconds pass; return the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(interval)
+
+
+def wait_for(pred, timeout=20, what="condition"):
+    """Like poll, but a timeout is a test failure."""
+    v = poll(pred, timeout)
+    if not v:
+        raise AssertionError(f"timed out waiting for {what}")
+    return v
+
+
+def inspect(api, cid, prefix=""):
+    r = api.get(f"{prefix}/containers/{cid}/json")
+    assert r.status == 200, r
+    return r.json()
+
+
+def kill(api, cid):
+    """Kill a running container and wait for it; the kill must succeed."""
+    r = api.post(f"/containers/{cid}/kill")
+    assert r.status == 204, r
+    api.wait(cid)
+
+
+def kill_quiet(api, cid):
+    """Kill the container if it is still running (cleanup paths)."""
+    if inspect(api, cid)["State"]["Running"]:
+        api.post(f"/containers/{cid}/kill")
+        api.wait(cid, timeout=30)
 
 
 class CountingReader:
