@@ -1,14 +1,16 @@
 """pyd: a small Docker-compatible container daemon (Remote API v1.3).
 
-Map of the package (imports follow these layers, top to bottom):
-  cli       flags, logging, signals; wires Config -> Daemon -> Server
-  server    HTTP core on http.server/socketserver; the one error->status table
-  routes    every endpoint as data
-  api/      handlers: parse the request, call the daemon, shape per API version
-  daemon    the backend facade: one method per operation
-  images, containers, runtime, stdio, cgroups   stores and the container runtime
-  tarsafe, layerfs                             hostile-tar extraction, layer views
-  native    the only importer of the compiled shim (pyd._shim)
+Map of the package; a module imports only from its own package or from
+the ones below it (tests/unit/test_layers.py checks this):
+  cli          flags, logging, signals; wires Config -> Engine, Api -> Server
+  api/         routes, version negotiation, handlers, one projection module per surface
+  http/        listeners, dispatch, the one error->status table, Request/Reply/Stream, Conn
+  engine/      the facade, create-config rules, lifecycle, events, plans, fs operations
+  store/       pyd's own records: containers, images by digest, layers by diff id, format
+  runtime/     LaunchPlan -> spec, processes, stdio, attach sessions, cgroups, users
+  fs/          hostile-tar extraction, tar writing, layer views, storage drivers
+  native       the only importer of the compiled shim (pyd._shim)
+  errors, config, timefmt, sysinfo   meanings, paths and defaults, time, host facts
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,4 +1,4 @@
-"""Command line: flags, logging, signals, and the wiring Config -> Daemon -> Server.
+"""Command line: flags, logging, signals, and the wiring Config -> Engine, Api -> Server.
 
     pyd [-H unix:///var/run/pyd.sock] [-H tcp://127.0.0.1:4243] [-g DIR]
         [-p PIDFILE] [--api-enable-cors] [-D]
@@ -106,9 +106,10 @@ def _bootloader_pid():
 
 
 def run(config, listeners):
-    from .daemon import Daemon
-    from .routes import Router
-    from .server import App, Server
+    from .api.routes import Api
+    from .engine.facade import Engine
+    from .http.server import App, Server
+    from .store.format import RootError
 
     os.makedirs(config.root, mode=0o711, exist_ok=True)
     main_pid = _bootloader_pid() or os.getpid()
@@ -118,10 +119,10 @@ def run(config, listeners):
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
-    daemon = Daemon(config)
-    server = Server(App(config, daemon, Router()))
+    engine = Engine(config)
+    server = Server(App(config, engine, Api()))
     try:
-        daemon.start()
+        engine.start()
         for kind, where in listeners:
             if kind == "unix":
                 server.listen_unix(where)
@@ -138,12 +139,12 @@ def run(config, listeners):
         while not stop.wait(3600):
             pass
         log.info("shutting down")
-    except OSError as e:
+    except (OSError, RootError) as e:
         print(f"pyd: {e}", file=sys.stderr)
         return 1
     finally:
         server.stop_accepting()
-        daemon.shutdown()
+        engine.shutdown()
         server.close_connections(config.shutdown_grace)
         try:
             os.unlink(config.pidfile)

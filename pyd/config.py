@@ -29,17 +29,27 @@ class Config:
     shutdown_grace: float = 10.0
     extra: dict = field(default_factory=dict)
 
+    # The data root's layout (docs/storage.md). Paths of the 0.1.0 layout
+    # are known only to store.format, which migrates them.
     @property
     def lock_path(self):
         return os.path.join(self.root, "pyd.lock")
 
     @property
+    def format_path(self):
+        return os.path.join(self.root, "format.json")
+
+    @property
     def images_dir(self):
-        return os.path.join(self.root, "images")
+        return os.path.join(self.root, "images", "sha256")
 
     @property
     def layers_dir(self):
-        return os.path.join(self.root, "layers")
+        return os.path.join(self.root, "layers", "sha256")
+
+    @property
+    def refs_path(self):
+        return os.path.join(self.root, "refs.json")
 
     @property
     def containers_dir(self):
@@ -52,10 +62,6 @@ class Config:
     @property
     def tmp_dir(self):
         return os.path.join(self.root, "tmp")
-
-    @property
-    def repositories_path(self):
-        return os.path.join(self.root, "repositories.json")
 
 
 def parse_host(spec):

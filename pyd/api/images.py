@@ -1,12 +1,12 @@
-"""Image endpoints of the v1.3 document."""
+"""Image endpoints: parse, call the engine, shape through the surface."""
 
 from .. import errors
-from ..fetch import check_url, open_url
-from ..server import Reply, Stream
+from ..engine.fetch import check_url
+from ..http.messages import Reply, Stream
 
 
 def _progress_stream(req, work):
-    """Run `work(progress)` as a JSON progress stream; errors go into the stream."""
+    """Run `work(progress, send)` as a JSON progress stream; errors go into the stream."""
     s = req.surface
 
     def produce(send):
@@ -28,18 +28,16 @@ def create(req):
         if src != "-":
             check_url(src)
         if repo:
-            repo, tag = req.daemon.check_repo_tag(repo, tag)
+            repo, tag = req.engine.check_repo_tag(repo, tag)
+        message = req.arg("message") or ""
 
         def work(progress, send):
             if src == "-":
-                body, total = req.body, _length(req)
-                rec = req.daemon.image_import(body, total, repo, tag, progress, req.arg("message") or "")
+                image_id = req.engine.image_import(req.body, _length(req), repo, tag, progress, message)
             else:
                 send(s.status_msg(f"Downloading from {src}"))
-                resp, total = open_url(src)
-                with resp:
-                    rec = req.daemon.image_import(resp, total, repo, tag, progress, req.arg("message") or "")
-            yield s.status_msg(rec["id"][:12])
+                image_id = req.engine.image_import_url(src, repo, tag, progress, message)
+            yield s.status_msg(image_id[:12])
         return _progress_stream(req, work)
     if image:
         def work(progress, send):
@@ -62,37 +60,37 @@ def insert(req):
     if not path or not url:
         raise errors.BadParameter("missing parameter: path and url are both required")
     check_url(url)
-    req.daemon.images.resolve(req.params["name"])  # 404 before the stream starts
+    req.engine.image_resolve(req.params["name"])  # 404 before the stream starts
     s = req.surface
 
     def work(progress, send):
         send(s.status_msg("Inserting..."))
-        rec = req.daemon.image_insert(req.params["name"], path, url, progress)
-        yield s.status_msg(rec["id"][:12])
+        image_id = req.engine.image_insert(req.params["name"], path, url, progress)
+        yield s.status_msg(image_id[:12])
     return _progress_stream(req, work)
 
 
 def list_json(req):
-    return Reply.json(req.daemon.image_list(req.arg_bool("all"), req.arg("filter") or None))
+    return Reply.json(req.surface.image_rows(req.engine.image_list(req.arg_bool("all"), req.arg("filter") or None)))
 
 
 def list_viz(req):
     req.arg_bool("all")
-    return Reply.text(req.daemon.image_viz())
+    return Reply.text(req.surface.image_viz(req.engine.image_all()))
 
 
 def inspect(req):
-    return Reply.json(req.daemon.image_inspect(req.params["name"]))
+    return Reply.json(req.surface.image_inspect(req.engine.image_inspect(req.params["name"])))
 
 
 def history(req):
-    return Reply.json(req.daemon.image_history(req.params["name"]))
+    return Reply.json(req.surface.image_history(req.engine.image_history(req.params["name"])))
 
 
 def tag(req):
-    req.daemon.image_tag(req.params["name"], req.arg("repo"), req.arg("tag"), req.arg_bool("force"))
+    req.engine.image_tag(req.params["name"], req.arg("repo"), req.arg("tag"), req.arg_bool("force"))
     return Reply.empty(201)
 
 
 def delete(req):
-    return Reply.json(req.daemon.image_delete(req.params["name"]))
+    return Reply.json(req.surface.image_deleted(req.engine.image_delete(req.params["name"])))

@@ -1,6 +1,6 @@
 """/_ping, /version, /info."""
 
-from ..server import Reply
+from ..http.messages import Reply
 
 
 def ping(req):
@@ -8,8 +8,8 @@ def ping(req):
 
 
 def version(req):
-    return Reply.json(req.daemon.version())
+    return Reply.json(req.surface.daemon_version(req.engine.version()))
 
 
 def info(req):
-    return Reply.json(req.daemon.info())
+    return Reply.json(req.surface.daemon_info(req.engine.info()))

@@ -26,7 +26,7 @@ import uuid
 
 import pytest
 
-from tests.pydtest import BUSYBOX
+from tests.pydtest import BUSYBOX, layer_dir, store_entries
 
 HEX12 = re.compile(r"^[0-9a-f]{12}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -157,10 +157,6 @@ def all_ids12(api):
 
 def tmp_entries(daemon_root):
     return sorted(os.listdir(os.path.join(daemon_root, "tmp")))
-
-
-def layer_dir(root, image_id):
-    return os.path.join(root, "layers", image_id)
 
 
 def tags_of(api, id12):
@@ -632,7 +628,7 @@ def test_hostile_tar_leaves_the_host_untouched(api, daemon, canary, cleanup, cas
 
 def test_hostile_tars_leave_no_file_outside_the_layers(api, daemon, canary):
     """Nothing at all appears next to the store's own directories after all hostile imports."""
-    allowed = {"images", "layers", "tmp", "repositories.json", "pyd.sock", "pyd.pid", "pyd.lock",
+    allowed = {"images", "layers", "tmp", "refs.json", "format.json", "pyd.sock", "pyd.pid", "pyd.lock",
                "daemon.log", "containers", "volumes"}
     for case, (build, _) in HOSTILE.items():
         fmt = tarfile.PAX_FORMAT if case.startswith(("pax", "oversized")) else tarfile.GNU_FORMAT
@@ -855,10 +851,11 @@ def test_registry_style_name_works_for_insert_history_and_delete(api, daemon):
     r = api.delete(f"/v1.3/images/{name}:v2")
     assert r.status == 200, r
     assert r.json() == [{"Untagged": c[:12]}, {"Deleted": c[:12]}]
+    p_layer = layer_dir(daemon.root, p)
     r = api.delete(f"/images/{name}:v1")
     assert r.status == 200, r
     assert r.json() == [{"Untagged": p[:12]}, {"Deleted": p[:12]}]
-    assert not os.path.exists(layer_dir(daemon.root, p))
+    assert not os.path.exists(p_layer)
 
 
 # --------------------------------------------------------------------------
@@ -974,12 +971,14 @@ def test_delete_by_name_only_untags_when_other_tags_remain(api, daemon, cleanup,
 def test_delete_last_tag_deletes_image_and_its_layer(api, daemon, prefix):
     repo = uniq("last")
     full = import_ok(api, small_tar(), repo)
-    assert os.path.isdir(layer_dir(daemon.root, full))
+    layer = layer_dir(daemon.root, full)
+    assert os.path.isdir(layer)
     r = api.delete(f"{prefix}/images/{repo}")
     assert r.status == 200, r
     assert r.json() == [{"Untagged": full[:12]}, {"Deleted": full[:12]}]
-    assert not os.path.exists(layer_dir(daemon.root, full))
-    assert not os.path.exists(os.path.join(daemon.root, "images", full + ".json"))
+    assert not os.path.exists(layer)
+    assert not os.path.exists(layer + ".json")
+    assert not os.path.exists(os.path.join(daemon.root, "images", "sha256", full + ".json"))
     assert api.get(f"/images/{full}/json").status == 404
     assert full[:12] not in all_ids12(api)
     assert tmp_entries(daemon.root) == []
@@ -987,10 +986,11 @@ def test_delete_last_tag_deletes_image_and_its_layer(api, daemon, prefix):
 
 def test_delete_untagged_image_by_id(api, daemon):
     full = import_ok(api, small_tar())
+    layer = layer_dir(daemon.root, full)
     r = api.delete(f"/images/{full[:12]}")
     assert r.status == 200, r
     assert r.json() == [{"Deleted": full[:12]}]
-    assert not os.path.exists(layer_dir(daemon.root, full))
+    assert not os.path.exists(layer)
 
 
 def test_delete_child_prunes_its_untagged_parent(api, daemon):
@@ -999,11 +999,12 @@ def test_delete_child_prunes_its_untagged_parent(api, daemon):
         c = insert_ok(api, p[:12], "/f", srv.url("/f"))
     repo = uniq("prune")
     assert api.post(f"/images/{c[:12]}/tag?repo={repo}").status == 201
+    layers = {image_id: layer_dir(daemon.root, image_id) for image_id in (p, c)}
     r = api.delete(f"/images/{repo}:latest")
     assert r.status == 200, r
     assert r.json() == [{"Untagged": c[:12]}, {"Deleted": c[:12]}, {"Deleted": p[:12]}]
     for image_id in (p, c):
-        assert not os.path.exists(layer_dir(daemon.root, image_id))
+        assert not os.path.exists(layers[image_id])
         assert api.get(f"/images/{image_id}/json").status == 404
 
 
@@ -1187,11 +1188,14 @@ def _tree_bytes(path):
 
 
 def _store_state(d):
+    """(image rows, layer dirs, layer records, image configs) of a data root."""
     root = d.root
     rows = d.api.get("/images/json?all=1").json()
-    layers = sorted(os.listdir(os.path.join(root, "layers")))
-    records = sorted(n for n in os.listdir(os.path.join(root, "images")))
-    return rows, layers, records
+    entries = store_entries(root, "layers")
+    layers = [n for n in entries if not n.endswith(".json")]
+    records = [n for n in entries if n.endswith(".json")]
+    images = store_entries(root, "images")
+    return rows, layers, records, images
 
 
 @pytest.mark.slow
@@ -1200,8 +1204,8 @@ def test_kill9_during_large_import_leaves_a_consistent_store(new_daemon, busybox
     d.start()
     r = d.api.post("/images/create?fromSrc=-&repo=busybox", busybox_tar, timeout=120)
     assert r.status == 200 and b'"error"' not in r.body, r
-    rows0, layers0, records0 = _store_state(d)
-    assert len(rows0) == 1 and len(layers0) == 1 and records0 == [layers0[0] + ".json"]
+    rows0, layers0, records0, images0 = _store_state(d)
+    assert len(rows0) == 1 and len(layers0) == 1 and records0 == [layers0[0] + ".json"] and len(images0) == 1
 
     n_files = 6  # ~300 MiB declared; killed after ~50 MiB
     total = _big_tar_length(n_files)
@@ -1234,14 +1238,16 @@ def test_kill9_during_large_import_leaves_a_consistent_store(new_daemon, busybox
     assert on_disk >= 20 * 1024 * 1024, f"only {on_disk} bytes extracted before the kill"
 
     d.start()
-    rows1, layers1, records1 = _store_state(d)
+    rows1, layers1, records1, images1 = _store_state(d)
     assert rows1 == rows0
     assert tmp_entries(d.root) == []
     assert layers1 == layers0
     assert records1 == [i + ".json" for i in layers1]
-    assert {i[:12] for i in layers1} == {row["Id"] for row in rows1}
+    assert images1 == images0
+    assert {i[:12] for i in images1} == {row["Id"] for row in rows1}
     assert d.api.get("/images/huge:v1/json").status == 404
-    assert d.api.get("/images/busybox/json").json()["id"] == layers0[0]
+    assert d.api.get("/images/busybox/json").json()["id"] + ".json" == images0[0]
+    assert layer_dir(d.root, images0[0][:-5]).endswith(layers0[0])
     # the store still works after the crash
     r = d.api.post("/images/create?fromSrc=-&repo=after", small_tar(), timeout=60)
     assert r.status == 200 and b'"error"' not in r.body, r

@@ -710,9 +710,10 @@ def test_graceful_shutdown_stops_running_containers(new_daemon, busybox_tar):
     assert not proc_is(pid, "sleep")
     assert not leaked_cgroups(cid)
     assert not [ln for ln in host_mountinfo() if d.root in ln]
-    with open(os.path.join(d.root, "containers", cid, "config.json")) as f:
-        st = json.load(f)["State"]
-    assert st["Running"] is False and st["FinishedAt"] != ZERO_TIME, st
+    # The record on disk (docs/storage.md) says so too.
+    with open(os.path.join(d.root, "containers", cid, "container.json")) as f:
+        st = json.load(f)["state"]
+    assert st["status"] == "exited" and st["finished_at"] != ZERO_TIME, st
 
 
 # --------------------------------------------------------------------------

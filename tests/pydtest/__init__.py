@@ -84,6 +84,29 @@ def kill_quiet(api, cid):
         api.wait(cid, timeout=30)
 
 
+# -- the data root, as docs/storage.md describes it ---------------------------
+
+def image_config(root, image_id):
+    """An image's stored config (images/sha256/<id>.json), parsed."""
+    with open(os.path.join(root, "images", "sha256", image_id + ".json"), "rb") as f:
+        return json.loads(f.read())
+
+
+def layer_path(root, diff_id):
+    return os.path.join(root, "layers", "sha256", diff_id.partition(":")[2])
+
+
+def layer_dir(root, image_id):
+    """The directory of the layer an image adds (its last diff id)."""
+    return layer_path(root, image_config(root, image_id)["rootfs"]["diff_ids"][-1])
+
+
+def store_entries(root, kind):
+    """Names in images/sha256 or layers/sha256 (kind "images" or "layers")."""
+    d = os.path.join(root, kind, "sha256")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
 class CountingReader:
     """A file object over an HTTP response: reads at most 1 MiB at a time, counts bytes."""
 
@@ -218,8 +241,10 @@ class Api:
 class Daemon:
     """A real pyd process with its own data root, TCP port and unix socket."""
 
-    def __init__(self, root, extra_args=()):
+    def __init__(self, root, extra_args=(), cmd=None):
+        """`cmd`: the daemon command as a list (default: daemon_cmd(), from PYD_CMD)."""
         self.root = str(root)
+        self.cmd = list(cmd) if cmd is not None else None
         self.port = free_port()
         self.sock = os.path.join(self.root, "pyd.sock")
         self.pidfile = os.path.join(self.root, "pyd.pid")
@@ -230,7 +255,7 @@ class Daemon:
         self.unix_api = Api(unix=self.sock)
 
     def argv(self):
-        return daemon_cmd() + ["-H", f"tcp://127.0.0.1:{self.port}", "-H", f"unix://{self.sock}",
+        return (self.cmd if self.cmd is not None else daemon_cmd()) + ["-H", f"tcp://127.0.0.1:{self.port}", "-H", f"unix://{self.sock}",
                                "-g", self.root, "-p", self.pidfile, "-D"] + self.extra_args
 
     def start(self, timeout=30):

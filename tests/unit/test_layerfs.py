@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from pyd import layerfs, tarsafe
+from pyd.fs import layerfs, tarsafe
 
 
 T0 = 1_600_000_000

@@ -2,14 +2,19 @@
 
 import pytest
 
-from pyd import containers as cs, errors
-from pyd.api import versions
+from pyd import errors
+from pyd.api import legacy, versions
+from pyd.api.routes import Router
 from pyd.config import parse_host
-from pyd.daemon import _check_config, merge_config, parse_signal, resolv_conf
-from pyd.images import parse_repo_tag, split_name
-from pyd.routes import Router
-from pyd.server import status_for
-from pyd.volumes import clean_target, parse_bind
+from pyd.engine import lifecycle as lc
+from pyd.engine.createconfig import check as _check_config, merge as merge_config
+from pyd.engine.etcfiles import resolv_conf
+from pyd.engine.events import Bus
+from pyd.engine.facade import parse_signal
+from pyd.engine.mounts import clean_target, parse_bind
+from pyd.http.status import status_for
+from pyd.store.containers import Container
+from pyd.store.refs import parse_repo_tag, split_name
 
 
 @pytest.mark.parametrize("spec,want", [
@@ -39,7 +44,7 @@ def test_version_split_and_surfaces():
 
 
 def test_progress_messages():
-    s = versions.Legacy((1, 3))
+    s = legacy.Legacy((1, 3))
     assert s.progress_msg("Importing", 1_200_000, 10_000_000) == \
         b'{"status": "Importing", "progress": "1.2 MB/10 MB (12%)"}\r\n'
     assert s.progress_msg("Importing", 1000, None) == b'{"status": "Importing", "progress": "1 kB/? (n/a)"}\r\n'
@@ -52,7 +57,7 @@ def test_progress_messages():
     (3700, "About an hour"), (7200, "2 hours"), (3 * 86400, "3 days"),
 ])
 def test_human_duration(seconds, text):
-    assert cs.human_duration(seconds) == text
+    assert legacy.human_duration(seconds) == text
 
 
 def test_error_status_table():
@@ -78,19 +83,41 @@ def test_router_matches_names_with_slashes_and_versions_stay_out():
         r.match("PUT", "/containers/abc/start")
 
 
+class _Records:
+    """A stand-in for the container store: counts what lifecycle persists."""
+
+    def __init__(self):
+        self.saved = []
+
+    def save(self, c):
+        self.saved.append(c.status)
+
+
 def test_state_machine_refuses_illegal_moves(tmp_path):
-    rec = {"Id": "a" * 64, "State": {"Running": False}, "PydState": cs.CREATED}
-    c = cs.Container(rec, str(tmp_path))
-    c.move(cs.STARTING)
-    c.move(cs.RUNNING)
+    store, bus = _Records(), Bus()
+    sub = bus.subscribe()
+    life = lc.Lifecycle(store, bus)
+    c = Container({"id": "a" * 64, "image": "b" * 64, "state": lc.new_state()}, str(tmp_path))
+    life.created(c)
+    life.starting(c)
+    life.running(c, 42)
     with pytest.raises(errors.NotModified):
-        c.move(cs.STARTING)
+        life.starting(c)
     with pytest.raises(errors.Conflict, match="running"):
-        c.move(cs.REMOVING)
-    c.move(cs.EXITED)
-    c.move(cs.REMOVING)
+        life.removing(c)
+    life.exited(c, 3)
+    life.removing(c)
     with pytest.raises(errors.Conflict):
-        c.move(cs.STARTING)
+        life.starting(c)
+    life.removed(c)
+    # Every move that happened was persisted (but the last: the record is gone)
+    # and published, in order; refused moves did neither.
+    assert store.saved == ["created", "starting", "running", "exited", "removing"]
+    events = [sub.get(0) for _ in range(6)]
+    assert [e.action for e in events] == ["create", "starting", "start", "die", "removing", "destroy"]
+    assert events[3].attributes == {"from": "running", "exitCode": 3}
+    assert sub.get(0) is None
+    assert c.state["pid"] == 0 and c.state["exit_code"] == 3
 
 
 @pytest.mark.parametrize("name,want", [

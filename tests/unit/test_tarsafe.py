@@ -15,8 +15,8 @@ import tarfile
 
 import pytest
 
-from pyd import tarsafe
-from pyd.tarsafe import BadTar
+from pyd.fs import tarsafe
+from pyd.fs.tarsafe import BadTar
 
 
 

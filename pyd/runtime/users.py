@@ -4,7 +4,8 @@ The files are read from the container's layers by the daemon, never through
 NSS, and never by following a symlink out of the layers.
 """
 
-from . import errors, layerfs
+from .. import errors
+from ..fs import layerfs
 
 MAX_FILE = 4 << 20
 

@@ -1,12 +1,15 @@
 """Every endpoint, as data. Paths are matched after the /vX.Y prefix is
 stripped (api.versions). `{name}` matches one path segment; `{name:.*}`
 matches the rest, since image names hold slashes (registry:5000/user/repo).
+
+Api is what the http layer is given: negotiate a request's version and
+surface, and match its route.
 """
 
 import re
 
-from . import errors
-from .api import containers, images, misc
+from .. import errors
+from . import containers, images, misc, versions
 
 ROUTES = [
     ("GET",    "/_ping",                        misc.ping),
@@ -60,3 +63,23 @@ class Router:
                 if hit:
                     return fn, hit.groupdict()
         raise errors.NotFound(f"404 page not found: {method} {path}")
+
+
+class Api:
+    """The API as the http server sees it (pyd.http.server.App)."""
+
+    advertised = versions.ADVERTISED
+
+    def __init__(self, routes=ROUTES):
+        self.router = Router(routes)
+
+    def negotiate(self, path):
+        """'/v1.3/x' -> ((1, 3), '/x', its surface); raises for unknown versions."""
+        version, rest = versions.split(path)
+        return version, rest, versions.surface_for(version)
+
+    def default_surface(self):
+        return versions.surface_for(versions.DEFAULT)
+
+    def match(self, method, path):
+        return self.router.match(method, path)

@@ -16,64 +16,70 @@ import os
 import stat
 import uuid
 
-from . import layerfs, native
+from .. import native
+from . import layerfs
+from .tarsafe import remove_tree
 
 log = logging.getLogger(__name__)
+
+
+def _in(cdir, *names):
+    return os.path.join(cdir, *names)
 
 
 class Overlay:
     name = "overlay2"
 
-    def create(self, c, layers):
+    def create(self, cdir, layers):
         for d in ("upper", "work", "rootfs"):
-            os.mkdir(c.file(d), 0o755)
+            os.mkdir(_in(cdir, d), 0o755)
 
-    def launch_args(self, c, layers, layers_dir):
-        return dict(lowerdirs=layers, upperdir=c.file("upper"), workdir=c.file("work"),
+    def launch_args(self, cdir, layers, layers_dir):
+        return dict(lowerdirs=layers, upperdir=_in(cdir, "upper"), workdir=_in(cdir, "work"),
                     layers_dir=layers_dir)
 
-    def view(self, c, layers):
+    def view(self, cdir, layers):
         """The container's filesystem as a stack of overlay-format dirs, top first."""
-        return [c.file("upper")] + layers
+        return [_in(cdir, "upper")] + layers
 
-    def changes(self, c, layers):
-        return layerfs.changes(c.file("upper"), layers)
+    def changes(self, cdir, layers):
+        return layerfs.changes(_in(cdir, "upper"), layers)
 
-    def diff_source(self, c, layers, work):
+    def diff_source(self, cdir, layers, work):
         """A directory in overlay format holding just the container's changes."""
-        return c.file("upper")
+        return _in(cdir, "upper")
 
-    def size_rw(self, c, layers):
-        return layerfs.du(c.file("upper"))
+    def size_rw(self, cdir, layers):
+        return layerfs.du(_in(cdir, "upper"))
 
 
 class Copy:
     name = "vfs"
 
-    def create(self, c, layers):
-        os.mkdir(c.file("rootfs"), 0o755)
-        layerfs.copy_union(layers, c.file("rootfs"))
+    def create(self, cdir, layers):
+        os.mkdir(_in(cdir, "rootfs"), 0o755)
+        layerfs.copy_union(layers, _in(cdir, "rootfs"))
 
-    def launch_args(self, c, layers, layers_dir):
-        return dict(rootfs_source=c.file("rootfs"))
+    def launch_args(self, cdir, layers, layers_dir):
+        return dict(rootfs_source=_in(cdir, "rootfs"))
 
-    def view(self, c, layers):
-        return [c.file("rootfs")]
+    def view(self, cdir, layers):
+        return [_in(cdir, "rootfs")]
 
-    def changes(self, c, layers):
-        return layerfs.diff_copy(c.file("rootfs"), layers)
+    def changes(self, cdir, layers):
+        return layerfs.diff_copy(_in(cdir, "rootfs"), layers)
 
-    def diff_source(self, c, layers, work):
+    def diff_source(self, cdir, layers, work):
         dest = os.path.join(work, "diff")
         os.mkdir(dest, 0o755)
-        layerfs.materialize_diff(c.file("rootfs"), layers, dest)
+        layerfs.materialize_diff(_in(cdir, "rootfs"), layers, dest)
         return dest
 
-    def size_rw(self, c, layers):
+    def size_rw(self, cdir, layers):
         total = 0
-        for path, kind in self.changes(c, layers):
+        for path, kind in self.changes(cdir, layers):
             if kind != 2:
-                st = os.lstat(c.file("rootfs", path.lstrip("/")))
+                st = os.lstat(_in(cdir, "rootfs", path.lstrip("/")))
                 if stat.S_ISREG(st.st_mode):
                     total += st.st_size
         return total
@@ -94,7 +100,6 @@ def overlay_works(tmp_dir):
         log.warning("overlayfs is not usable on %s (%s): using the vfs driver, which copies", tmp_dir, e)
         return False
     finally:
-        from .tarsafe import remove_tree
         remove_tree(base)
 
 
@@ -104,3 +109,8 @@ def choose(name, tmp_dir):
     if name == "overlay2":
         return Overlay()
     return Overlay() if overlay_works(tmp_dir) else Copy()
+
+
+def by_name(name):
+    """The driver a container was made with (each container records its own)."""
+    return {"overlay2": Overlay, "vfs": Copy}[name]()

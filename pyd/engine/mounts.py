@@ -1,7 +1,8 @@
 """Volumes and binds: where each container path comes from on the host.
 
-A container's record keeps `Volumes` {container path: host path} and
-`VolumesRW` {container path: writable}. Sources, at start:
+A container's record keeps `mounts`, a list of {"target", "source", "rw",
+"kind"} (kind: bind, volume or from), parents before children. Sources, at
+start:
   - Binds from the start body ("/host:/ctr[:ro|rw]"), saved in HostConfig;
   - VolumesFrom: every volume of another container, with its mode;
   - Config.Volumes: a fresh directory under <root>/volumes/<id>, seeded with
@@ -15,8 +16,9 @@ import posixpath
 import secrets
 import stat
 
-from . import errors, layerfs
-from .tarsafe import remove_tree
+from .. import errors
+from ..fs import layerfs
+from ..fs.tarsafe import remove_tree
 
 FORBIDDEN_PREFIXES = ("/proc", "/sys")
 
@@ -78,15 +80,21 @@ def check_resolved(view, target, what):
     try:
         real = layerfs.resolve_path(view, target)
     except OSError as e:
-        raise errors.BadParameter(f"invalid {what} target {target!r}: {e.strerror}") from None
+        raise errors.BadParameter(f"invalid {what} target {target!r}: {e.strerror}") from e
     if real != target:
         clean_target(real, what)
 
 
+def volumes_of(data):
+    """{target: (source, rw)} of a container record."""
+    return {m["target"]: (m["source"], m["rw"]) for m in data.get("mounts") or []}
+
+
 def prepare(c, view, volumes_dir, layers, binds, containers):
-    """Fill c.rec Volumes/VolumesRW before a start. `view` is the container's
-    filesystem (top layer first), `layers` the image's. Raises on bad input."""
-    vols, rw = {}, {}
+    """The container's mounts for this start: a list of {"target", "source",
+    "rw", "kind"}. `view` is the container's filesystem (top layer first),
+    `layers` the image's. Makes and seeds new volumes. Raises on bad input."""
+    out = {}  # target -> mount
     bound = set()
     parsed = [parse_bind(spec) for spec in binds or []]
     for host, ctr, writable in parsed:
@@ -96,55 +104,51 @@ def prepare(c, view, volumes_dir, layers, binds, containers):
     for host, ctr, writable in parsed:
         if not os.path.exists(host):
             os.makedirs(host, 0o755)
-        vols[ctr], rw[ctr] = host, writable
+        out[ctr] = {"target": ctr, "source": host, "rw": writable, "kind": "bind"}
         bound.add(ctr)
-    src_ref = c.config.get("VolumesFrom") or ""
-    old = c.rec.get("Volumes") or {}
+    src_ref = c.host.get("VolumesFrom") or ""
+    old = volumes_of(c.data)
     for ref in [r for r in src_ref.split(",") if r.strip()]:
         ref, _, mode = ref.strip().partition(":")
         try:
             other = containers.get(ref)
-        except errors.NotFound:
+        except errors.NotFound as e:
             # The source is gone: keep what this container already shared from it.
             if not old:
-                raise errors.BadParameter(f"VolumesFrom: no such container {ref}") from None
-            for p, h in old.items():
-                if p not in vols and p not in bound and os.path.isdir(h):
-                    vols[p], rw[p] = h, (c.rec.get("VolumesRW") or {}).get(p, True)
+                raise errors.BadParameter(f"VolumesFrom: no such container {ref}") from e
+            for p, (h, rw) in old.items():
+                if p not in out and p not in bound and os.path.isdir(h):
+                    out[p] = {"target": p, "source": h, "rw": rw, "kind": "from"}
             continue
         if other.id == c.id:
             raise errors.BadParameter("a container cannot take volumes from itself")
-        for path, host in (other.rec.get("Volumes") or {}).items():
+        for path, (host, writable) in volumes_of(other.data).items():
             if path in bound:
                 continue
-            vols[path] = host
-            writable = (other.rec.get("VolumesRW") or {}).get(path, True)
-            rw[path] = writable and mode != "ro"
+            out[path] = {"target": path, "source": host, "rw": writable and mode != "ro", "kind": "from"}
     for path in (c.config.get("Volumes") or {}):
         target = clean_target(path)
-        if target in vols:
+        if target in out:
             continue
-        host = old.get(target)
+        host = (old.get(target) or ("", True))[0]
         if host and host.startswith(volumes_dir + "/") and os.path.isdir(host):
-            vols[target], rw[target] = host, True  # kept across restarts
+            out[target] = {"target": target, "source": host, "rw": True, "kind": "volume"}  # kept across restarts
             continue
         host = os.path.join(volumes_dir, secrets.token_hex(32))
         os.makedirs(host, 0o755)
         _seed(host, layers, target)
-        vols[target], rw[target] = host, True
-    c.rec["Volumes"], c.rec["VolumesRW"] = vols, rw
+        out[target] = {"target": target, "source": host, "rw": True, "kind": "volume"}
+    return [out[p] for p in sorted(out, key=lambda p: p.count("/"))]
 
 
-def mounts(c):
-    """[(host, target, readonly)] for the shim, parents before children."""
-    vols = c.rec.get("Volumes") or {}
-    rw = c.rec.get("VolumesRW") or {}
-    return [(vols[p], p, not rw.get(p, True)) for p in sorted(vols, key=lambda p: p.count("/"))]
+def launch_mounts(mounts):
+    """[(host, target, readonly)] for the launch plan, parents before children."""
+    return [(m["source"], m["target"], not m["rw"]) for m in mounts]
 
 
 def remove_owned(c, volumes_dir, others):
     """Delete the volume directories this container created, unless another container uses them."""
-    in_use = {h for o in others if o.id != c.id for h in (o.rec.get("Volumes") or {}).values()}
-    for host in (c.rec.get("Volumes") or {}).values():
+    in_use = {h for o in others if o.id != c.id for h, _ in volumes_of(o.data).values()}
+    for host, _ in volumes_of(c.data).values():
         if host.startswith(volumes_dir + "/") and host not in in_use:
             remove_tree(host)

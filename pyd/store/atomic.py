@@ -1,13 +1,13 @@
 """State files: written to a temporary file beside the target, flushed,
-fsynced and renamed, so a reader sees the old or the new file, never half."""
+fsynced and renamed, so a reader sees the old or the new file, never half.
+Loaders skip `*.tmp` names."""
 
 import json
 import os
 import tempfile
 
 
-def write_json(path, obj):
-    data = json.dumps(obj, indent=1, sort_keys=True).encode()
+def write_bytes(path, data):
     d = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path), suffix=".tmp")
     try:
@@ -22,6 +22,14 @@ def write_json(path, obj):
         except OSError:
             pass
         raise
+    fsync_dir(d)
+
+
+def write_json(path, obj):
+    write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
+
+
+def fsync_dir(d):
     dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dfd)
@@ -32,3 +40,10 @@ def write_json(path, obj):
 def read_json(path):
     with open(path, "rb") as f:
         return json.loads(f.read())
+
+
+def unlink_quiet(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -4,7 +4,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from . import errors
+from .. import errors
 
 TIMEOUT = 30
 
@@ -32,10 +32,10 @@ def open_url(url):
     try:
         resp = opener.open(req, timeout=TIMEOUT)
     except urllib.error.HTTPError as e:
-        raise errors.PydError(f"downloading {url}: HTTP {e.code} {e.reason}") from None
+        raise errors.PydError(f"downloading {url}: HTTP {e.code} {e.reason}") from e
     except errors.PydError:
         raise
     except (urllib.error.URLError, OSError) as e:
-        raise errors.PydError(f"downloading {url}: {getattr(e, 'reason', e)}") from None
+        raise errors.PydError(f"downloading {url}: {getattr(e, 'reason', e)}") from e
     length = resp.headers.get("Content-Length")
     return resp, int(length) if length and length.isdigit() else None

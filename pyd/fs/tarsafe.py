@@ -238,10 +238,10 @@ class _Decompressor(io.RawIOBase):
                     return out
             return b""
         except (zlib.error, lzma.LZMAError, EOFError) as e:
-            raise BadTar(f"invalid {self._kind} data: {e}") from None
+            raise BadTar(f"invalid {self._kind} data: {e}") from e
         except OSError as e:
             if e.errno is None:     # bz2 reports corrupt data as a bare OSError
-                raise BadTar(f"invalid {self._kind} data: {e}") from None
+                raise BadTar(f"invalid {self._kind} data: {e}") from e
             raise
 
     def readinto(self, b) -> int:
@@ -613,8 +613,8 @@ class _Extractor:
                 where = "/".join(parts[:j + 1])
                 if st is not None and stat.S_ISLNK(st.st_mode):
                     raise BadTar(f"{member!r}: path component {where!r} is a symlink; "
-                                 "refusing to follow it") from None
-                raise BadTar(f"{member!r}: path component {where!r} is not a directory") from None
+                                 "refusing to follow it") from e
+                raise BadTar(f"{member!r}: path component {where!r} is not a directory") from e
             self.cache[parts[:j + 1]] = fd
             base = fd
         return base
@@ -830,13 +830,13 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
         try:
             tf = tarfile.open(fileobj=hasher, mode="r|", tarinfo=info_cls)
         except tarfile.ReadError as e:
-            raise BadTar(f"not a tar archive: {e}") from None
+            raise BadTar(f"not a tar archive: {e}") from e
         while True:
             try:
                 ti = tf.next()
             except tarfile.ReadError as e:
                 after = f" after {ti.name!r}" if ti is not None else ""
-                raise BadTar(f"corrupt tar{after}: {e}") from None
+                raise BadTar(f"corrupt tar{after}: {e}") from e
             if ti is None:
                 break
             tf.members.clear()      # stream mode: do not accumulate members
@@ -847,9 +847,9 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
             except BadTar:
                 raise
             except tarfile.ReadError as e:
-                raise BadTar(f"{ti.name!r}: {e}") from None
+                raise BadTar(f"{ti.name!r}: {e}") from e
             except (OverflowError, ValueError) as e:
-                raise BadTar(f"{ti.name!r}: {e}") from None
+                raise BadTar(f"{ti.name!r}: {e}") from e
             except OSError as e:
                 if e.errno in _HOST_ERRNOS:
                     raise

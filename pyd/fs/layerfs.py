@@ -26,13 +26,14 @@ layer's *root* directory is ignored, as overlayfs ignores it.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import stat
 import tarfile
 from typing import BinaryIO, Iterator, List, Optional, Tuple
 
-from pyd import tarsafe
+from . import tarsafe
 
 log = logging.getLogger(__name__)
 
@@ -373,6 +374,25 @@ def layer_tar(layer_dir, out: BinaryIO) -> None:
     whiteouts become ``.wh.<name>`` and opaque dirs get a
     ``.wh..wh..opq`` entry right after the directory."""
     tarsafe.write_tar(out, _tar_entries(_walk_one(os.fspath(layer_dir)), whiteouts=True))
+
+
+class _HashSink:
+    def __init__(self):
+        self.sha = hashlib.sha256()
+
+    def write(self, data):
+        self.sha.update(data)
+        return len(data)
+
+    def flush(self):
+        pass
+
+
+def layer_digest(layer_dir) -> str:
+    """The diff id of a layer directory: "sha256:<hex>" of its layer tar."""
+    sink = _HashSink()
+    layer_tar(layer_dir, sink)
+    return "sha256:" + sink.sha.hexdigest()
 
 
 # --------------------------------------------------------------------------

@@ -1,12 +1,10 @@
 """HTTP core on http.server and socketserver.
 
 Map:
-  status_for()   the ONE table from error meanings (pyd.errors) to HTTP status
-  Request        what a handler sees: params, query helpers, body, hijack
-  Reply, Stream  what a handler returns: a whole reply, or a chunked stream
-  Hijack         a connection taken over by a handler (attach)
-  Handler        BaseHTTPRequestHandler: limits, versions, routing, one write per reply
+  Handler        BaseHTTPRequestHandler: limits, version negotiation and routing
+                 (through the App's api), one write per reply
   Server         the listeners (TCP and unix, any number) and a bound on connections
+  App            what handlers reach: config, engine, and the api (router and surfaces)
 
 Handlers return a Reply or a Stream, or call req.hijack() and return None.
 Errors raised before anything was written become a status and a body shaped
@@ -15,7 +13,6 @@ the stream, since the status line has already gone.
 """
 
 import http.server
-import json
 import logging
 import os
 import socket
@@ -25,243 +22,13 @@ import time
 import traceback
 from urllib.parse import parse_qs, unquote
 
-from . import errors
-from .api import versions
+from .. import errors
+from .messages import Reply, Request, Stream
+from .status import status_for
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_LINE = 8192
-
-_STATUS = [
-    (errors.NotFound, 404),
-    (errors.BadParameter, 400),
-    (errors.Conflict, 409),
-    (errors.NotModified, 304),
-    (errors.Impossible, 406),
-    (errors.Unauthorized, 401),
-    (errors.TooLarge, 413),
-    (errors.Unavailable, 503),
-]
-
-
-def status_for(exc):
-    """Map an exception to its HTTP status. Anything without a meaning is 500."""
-    for cls, status in _STATUS:
-        if isinstance(exc, cls):
-            return status
-    return 500
-
-
-class Reply:
-    """A complete reply, written in one send (see DESIGN.md, Nagle note)."""
-
-    __slots__ = ("status", "body", "content_type", "headers")
-
-    def __init__(self, status=200, body=b"", content_type=None, headers=()):
-        self.status = status
-        self.body = body
-        self.content_type = content_type
-        self.headers = list(headers)
-
-    @classmethod
-    def json(cls, obj, status=200):
-        return cls(status, json.dumps(obj).encode(), "application/json")
-
-    @classmethod
-    def text(cls, text, status=200, content_type="text/plain; charset=utf-8"):
-        return cls(status, text.encode(), content_type)
-
-    @classmethod
-    def empty(cls, status=204):
-        return cls(status)
-
-
-class Stream:
-    """A reply whose body is produced piece by piece (progress, export, events).
-
-    `chunks` yields bytes, or is a callable taking `send(bytes)` for code
-    that reports progress through callbacks. `on_error(message) -> bytes` formats an error that
-    happens after the header went out; `close()` is called on the iterator
-    when the client goes away so its cleanup runs.
-    """
-
-    def __init__(self, chunks, content_type="application/json", on_error=None, status=200):
-        self.chunks = chunks
-        self.content_type = content_type
-        self.on_error = on_error
-        self.status = status
-
-
-class Hijack:
-    """A connection taken over by a handler. Read client bytes from `rfile`
-    (it may already hold buffered bytes), write with `send`."""
-
-    def __init__(self, handler):
-        self.sock = handler.connection
-        self.rfile = handler.rfile
-        self._wfile = handler.wfile
-
-    def send(self, data):
-        self._wfile.write(data)
-
-    def close_write(self):
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-
-class _BodyReader:
-    """Reads exactly Content-Length bytes, or a chunked body, from rfile."""
-
-    def __init__(self, rfile, length=None, chunked=False):
-        self._rfile = rfile
-        self._left = length or 0
-        self._chunked = chunked
-        self._done = not chunked and not length
-
-    @property
-    def finished(self):
-        return self._done
-
-    def _next_chunk_size(self):
-        line = self._rfile.readline(1024)
-        if not line.endswith(b"\n"):
-            raise errors.BadParameter("malformed chunked body")
-        try:
-            return int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise errors.BadParameter("malformed chunked body") from None
-
-    def read(self, n=-1):
-        if self._done:
-            return b""
-        if self._chunked and self._left == 0:
-            self._left = self._next_chunk_size()
-            if self._left == 0:
-                while self._rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                self._done = True
-                return b""
-        want = self._left if n is None or n < 0 else min(n, self._left)
-        data = self._rfile.read(want)
-        if len(data) < want:
-            self._done = True
-            raise errors.BadParameter("request body ended early")
-        self._left -= len(data)
-        if self._left == 0:
-            if self._chunked:
-                self._rfile.readline(16)  # CRLF after the chunk
-            else:
-                self._done = True
-        return data
-
-    def readinto(self, b):
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def readable(self):
-        return True
-
-    def read_all(self, limit):
-        parts, total = [], 0
-        while True:
-            data = self.read(65536)
-            if not data:
-                return b"".join(parts)
-            total += len(data)
-            if total > limit:
-                raise errors.TooLarge(f"request body over the limit of {limit} bytes")
-            parts.append(data)
-
-    def drain(self, limit):
-        """Skip what is left, so keep-alive can go on; False if too much."""
-        total = 0
-        while not self._done:
-            data = self.read(65536)
-            total += len(data)
-            if total > limit:
-                return False
-        return True
-
-
-_TRUE = ("1", "true", "True")
-_FALSE = ("0", "false", "False", "")
-
-
-class Request:
-    """The parsed request as handlers see it."""
-
-    def __init__(self, handler, method, path, query, params, version, surface):
-        self._handler = handler
-        self.method = method
-        self.path = path
-        self.query = query
-        self.params = params
-        self.version = version
-        self.surface = surface
-        self.headers = handler.headers
-        self.daemon = handler.server.app.daemon
-        self.config = handler.server.app.config
-        self.hijacked = None
-        te = (self.headers.get("Transfer-Encoding") or "").lower()
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise errors.BadParameter("invalid Content-Length") from None
-        if length < 0:
-            raise errors.BadParameter("invalid Content-Length")
-        self.body = _BodyReader(handler.rfile, length, chunked="chunked" in te)
-
-    def arg(self, name, default=None):
-        values = self.query.get(name)
-        return values[-1] if values else default
-
-    def arg_bool(self, name, default=False):
-        value = self.arg(name)
-        if value is None:
-            return default
-        if value in _TRUE:
-            return True
-        if value in _FALSE:
-            return False
-        raise errors.BadParameter(f"bad value for {name}: {value!r} (expected 1/True/true or 0/False/false)")
-
-    def arg_int(self, name, default=None):
-        value = self.arg(name)
-        if value is None or value == "":
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise errors.BadParameter(f"bad value for {name}: {value!r} (expected an integer)") from None
-
-    def json(self, default=None):
-        """The body parsed as JSON; `default` when the body is empty."""
-        raw = self.body.read_all(self.config.max_json_body)
-        if not raw.strip():
-            return default
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise errors.BadParameter(f"malformed JSON body: {e}") from None
-
-    def hijack(self):
-        """Take the connection over: write the surface's head, return a Hijack.
-
-        Validate everything before calling this: afterwards no status can be sent.
-        """
-        h = self._handler
-        status_line, headers = self.surface.hijack_head(self.headers)
-        head = [status_line] + [f"{k}: {v}" for k, v in headers + h.extra_headers()]
-        h.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        h.close_connection = True
-        h.connection.settimeout(None)
-        h.status_for_log = int(status_line.split()[1])
-        self.hijacked = Hijack(h)
-        return self.hijacked
-
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -285,7 +52,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass  # one line per request is logged by _dispatch, with timing
 
     def extra_headers(self):
-        hdrs = [("API-Version", versions.ADVERTISED)]
+        hdrs = [("API-Version", self.server.app.api.advertised)]
         if self.server.app.config.cors:
             hdrs += [
                 ("Access-Control-Allow-Origin", "*"),
@@ -402,15 +169,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.status_for_log = 0
         app = self.server.app
         req = None
-        surface = versions.Legacy(versions.DEFAULT)
+        surface = app.api.default_surface()
         try:
             raw_path, _, qs = self.path.partition("?")
-            version, path = versions.split(unquote(raw_path))
-            surface = versions.surface_for(version)
+            version, path, surface = app.api.negotiate(unquote(raw_path))
             if self.command == "OPTIONS" and app.config.cors:
                 result = Reply(200)
             else:
-                route, params = app.router.match(self.command, path)
+                route, params = app.api.match(self.command, path)
                 query = parse_qs(qs, keep_blank_values=True)
                 req = Request(self, self.command, path, query, params, version, surface)
                 result = route(req)
@@ -426,7 +192,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._log_failure(e)
             if req is not None and req.hijacked:
                 try:
-                    req.hijacked.send(surface.text_stream_error(str(e)))
+                    req.hijacked.write(surface.text_stream_error(str(e)))
                 except OSError:
                     pass
             else:
@@ -518,12 +284,14 @@ class _UnixListener(_Bounded, socketserver.UnixStreamServer):
 
 
 class App:
-    """What handlers reach through the server: config, daemon, router."""
+    """What handlers reach through the server: config, the engine, and the api
+    (negotiate(path) -> (version, path, surface), match(method, path),
+    default_surface(), advertised)."""
 
-    def __init__(self, config, daemon, router):
+    def __init__(self, config, engine, api):
         self.config = config
-        self.daemon = daemon
-        self.router = router
+        self.engine = engine
+        self.api = api
 
 
 class Server:

@@ -1,0 +1,245 @@
+"""The legacy surface, API 1.0-1.3: how those versions spell every reply.
+
+The projections here turn engine views (engine.views) into the v1.3 wire
+shapes: container inspect and list rows (with the `Status` string), image
+inspect, list rows, history and viz, top, version and info, and the
+progress and error objects of streams. Inbound, `create_config` reads a
+v1.3 create body into the engine's flat config. A new API version is a
+second module like this one; no store or engine code changes.
+"""
+
+import json
+import time
+
+from .. import timefmt
+
+MIN, MAX = (1, 0), (1, 3)
+
+
+class Legacy:
+    """API 1.0-1.3: plain-text errors, raw attach streams, flat shapes."""
+
+    name = "legacy"
+    framed_output = False
+
+    def __init__(self, version):
+        self.version = version
+
+    def error_body(self, message):
+        return "text/plain; charset=utf-8", (message.rstrip("\n") + "\n").encode()
+
+    def hijack_head(self, headers):
+        """The status line and headers written when attach takes the socket."""
+        return "HTTP/1.1 200 OK", [("Content-Type", "application/vnd.docker.raw-stream")]
+
+    # Progress streams (import, insert, pull, push): JSON objects, one a line.
+
+    def status_msg(self, status, id_=None):
+        return _line({"status": status})
+
+    def progress_msg(self, status, current, total, id_=None):
+        if total:
+            text = f"{human_size(current)}/{human_size(total)} ({int(current * 100 / total)}%)"
+        else:
+            text = f"{human_size(current)}/? (n/a)"
+        return _line({"status": status, "progress": text})
+
+    def error_msg(self, message):
+        return _line({"error": message})
+
+    def top(self, procs, ps_args=None):
+        """v1.3 top: a list of {PID, Tty, Time, Cmd}; ps_args arrived in 1.4."""
+        return [{"PID": str(p["pid"]), "Tty": p["tty"], "Time": p["time"], "Cmd": p["cmd"]} for p in procs]
+
+    def text_stream_error(self, message):
+        return f"Error: {message}\n".encode()
+
+
+def _line(obj):
+    return json.dumps(obj).encode() + b"\r\n"
+
+
+def human_size(n):
+    """Docker's HumanSize: 1000-based, three significant digits."""
+    units = ["B", "kB", "MB", "GB", "TB"]
+    size, i = float(n), 0
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000
+        i += 1
+    return f"{size:.3g} {units[i]}"
+
+
+# -- containers ----------------------------------------------------------------
+
+def human_duration(seconds):
+    """Docker's HumanDuration, used in container Status strings."""
+    s = int(seconds)
+    if seconds < 1:
+        return "Less than a second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = s // 3600
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 3:
+        return f"{hours // (24 * 7)} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // (24 * 30)} months"
+    return f"{hours // (24 * 365)} years"
+
+
+def status_string(state, now=None):
+    if state["status"] == "running":
+        return "Up " + human_duration((now or time.time()) - timefmt.iso_to_time(state["started_at"]))
+    return f"Exit {state.get('exit_code', 0)}"
+
+
+def _flat_config(data):
+    """The v1.3 Config: the container's config with its host fields folded back in."""
+    cfg = dict(_EMPTY_CONFIG)
+    cfg.update(data["config"])
+    for k in ("Memory", "MemorySwap", "Dns", "VolumesFrom"):
+        cfg[k] = data["host"].get(k)
+    cfg["VolumesFrom"] = cfg["VolumesFrom"] or ""
+    cfg["Memory"] = cfg["Memory"] or 0
+    cfg["MemorySwap"] = cfg["MemorySwap"] or 0
+    return cfg
+
+
+_EMPTY_CONFIG = {"Hostname": "", "User": "", "Memory": 0, "MemorySwap": 0, "AttachStdin": False,
+                 "AttachStdout": False, "AttachStderr": False, "PortSpecs": None, "Tty": False,
+                 "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None, "Dns": None,
+                 "Image": "", "Volumes": None, "VolumesFrom": "", "Entrypoint": None, "WorkingDir": ""}
+
+
+def create_config(body):
+    """A v1.3 create body is already the engine's flat config (Docker 0.6's
+    Config, host fields included)."""
+    return body
+
+
+def container_inspect(view):
+    d, path = view.data, view.path
+    st = d["state"]
+    return {
+        "Id": d["id"],
+        "Created": d["created"],
+        "Path": d["argv"][0] if d["argv"] else "",
+        "Args": list(d["argv"][1:]),
+        "Config": _flat_config(d),
+        "State": {"Running": st["status"] == "running", "Pid": st["pid"], "ExitCode": st["exit_code"],
+                  "StartedAt": st["started_at"], "FinishedAt": st["finished_at"], "Ghost": False,
+                  "OOMKilled": st["oom_killed"], "Error": st["error"]},
+        "Image": d["image"],
+        "NetworkSettings": {"IPAddress": "", "IpAddress": "", "IPPrefixLen": 0, "IpPrefixLen": 0,
+                            "Gateway": "", "Bridge": "", "PortMapping": None},
+        "SysInitPath": "",
+        "ResolvConfPath": f"{path}/resolv.conf",
+        "HostnamePath": f"{path}/hostname",
+        "HostsPath": f"{path}/hosts",
+        "Volumes": {m["target"]: m["source"] for m in d["mounts"]},
+        "VolumesRW": {m["target"]: m["rw"] for m in d["mounts"]},
+        "HostConfig": {"Binds": d["host"].get("Binds")},
+        "Driver": d["driver"],
+    }
+
+
+def container_row(view, now=None):
+    d = view.data
+    row = {"Id": d["id"][:12], "Image": view.image_ref or d["image"][:12],
+           "Command": " ".join(d["argv"]),
+           "Created": int(timefmt.iso_to_time(d["created"])),
+           "Status": status_string(d["state"], now), "Ports": ""}
+    if view.size_rw is not None:
+        row["SizeRw"] = view.size_rw
+        row["SizeRootFs"] = view.size_rootfs
+    return row
+
+
+def container_rows(views):
+    now = time.time()
+    return [container_row(v, now) for v in views]
+
+
+def changes(items):
+    return [{"Path": path, "Kind": kind} for path, kind in items]
+
+
+# -- images --------------------------------------------------------------------
+
+def _unix(text):
+    return int(timefmt.iso_to_time(text))
+
+
+def image_inspect(img):
+    c = img.config
+    return {"id": img.id, "parent": img.parent, "created": c.get("created") or "",
+            "container": c.get("container") or "", "container_config": c.get("container_config") or {},
+            "config": c.get("config") or {}, "docker_version": c.get("docker_version") or "",
+            "architecture": c.get("architecture") or "", "os": c.get("os") or "linux",
+            "comment": c.get("comment") or "", "author": c.get("author") or "", "Size": img.size}
+
+
+def image_rows(rows):
+    out = [{"Repository": r.repo or "<none>", "Tag": r.tag or "<none>", "Id": r.image.id[:12],
+            "Created": _unix(r.image.created), "Size": r.image.size, "VirtualSize": r.image.virtual_size}
+           for r in rows]
+    out.sort(key=lambda r: (-r["Created"], r["Repository"], r["Tag"]))
+    return out
+
+
+def image_history(chain):
+    return [{"Id": img.id[:12], "Created": _unix(img.created),
+             "CreatedBy": " ".join((img.config.get("container_config") or {}).get("Cmd") or [])}
+            for img in chain]
+
+
+def image_viz(images):
+    lines = ["digraph docker {"]
+    images = sorted(images, key=lambda i: i.id)
+    for img in images:
+        if img.parent:
+            lines.append(f' "{img.parent[:12]}" -> "{img.id[:12]}"')
+        else:
+            lines.append(f' base -> "{img.id[:12]}" [style=invis]')
+    for img in images:
+        if img.tags:
+            label = "\\n".join([img.id[:12]] + [f"{r}:{t}" for r, t in sorted(img.tags)])
+            lines.append(f' "{img.id[:12]}" [label="{label}",shape=box,'
+                         f'fillcolor="paleturquoise",style="filled,rounded"];')
+    lines += [" base [style=invisible]", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def image_deleted(items):
+    return [{"Untagged" if what == "untagged" else "Deleted": image_id[:12]} for what, image_id, _ in items]
+
+
+# -- the daemon ----------------------------------------------------------------
+
+def daemon_version(facts):
+    return {"Version": facts["version"], "GitCommit": facts["git_commit"], "GoVersion": facts["runtime"]}
+
+
+def daemon_info(facts):
+    return {"Containers": facts["containers"], "Images": facts["images"], "Debug": facts["debug"],
+            "NFd": facts["fds"], "NGoroutines": facts["threads"], "MemoryLimit": facts["memory_limit"],
+            "SwapLimit": facts["swap_limit"], "EventsListeners": "0", "LXCVersion": "",
+            "KernelVersion": facts["kernel"], "Driver": facts["driver"]}
+
+
+# A request's surface answers for its version: handlers call
+# req.surface.container_inspect(view) and never name a version.
+for _projection in (create_config, container_inspect, container_rows, changes, image_inspect, image_rows,
+                    image_history, image_viz, image_deleted, daemon_version, daemon_info):
+    setattr(Legacy, _projection.__name__, staticmethod(_projection))
+del _projection

@@ -1,0 +1,157 @@
+"""The create-config schema: what a container is made from, its validation,
+and Docker's rules for filling it from the image (MergeConfig) and for
+commit.
+
+The engine stores a container's config in two parts (docs/storage.md):
+`config`, what belongs to the container and its image (Cmd, Env, User...),
+and `host`, what belongs to this host (Memory, MemorySwap, Dns,
+VolumesFrom, Binds). Validation and merging work on the flat form, which is
+also what an image config's "config" holds (Docker's image format):
+join() and split() move between the two.
+"""
+
+import ipaddress
+import re
+
+from .. import errors
+from ..runtime.cgroups import MIN_MEMORY
+from ..store.containers import HOST_FIELDS
+from . import mounts
+
+_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$")
+_LIST_FIELDS = ("Cmd", "Entrypoint", "Env", "Dns", "PortSpecs")
+_BOOL_FIELDS = ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce")
+_STR_FIELDS = ("Hostname", "User", "VolumesFrom", "WorkingDir", "Image")
+
+
+def empty_config():
+    """Every field, at its default: the flat config of Docker's image format."""
+    return {"Hostname": "", "User": "", "Memory": 0, "MemorySwap": 0, "AttachStdin": False,
+            "AttachStdout": False, "AttachStderr": False, "PortSpecs": None, "Tty": False,
+            "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None, "Dns": None,
+            "Image": "", "Volumes": None, "VolumesFrom": "", "Entrypoint": None, "WorkingDir": ""}
+
+
+def split(flat):
+    """Flat config -> (config, host)."""
+    config = {k: v for k, v in flat.items() if k not in HOST_FIELDS}
+    host = {k: flat.get(k) for k in HOST_FIELDS}
+    return config, host
+
+
+def join(config, host):
+    """(config, host) -> the flat config, fields in Docker's order."""
+    flat = empty_config()
+    flat.update(config)
+    for k in HOST_FIELDS:
+        if k in host:
+            flat[k] = host[k]
+    return flat
+
+
+def argv(config):
+    return list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
+
+
+def check(body):
+    """Validate a flat config; returns it with every field present and normalized."""
+    if not isinstance(body, dict):
+        raise errors.BadParameter("the container config must be a JSON object")
+    cfg = empty_config()
+    cfg.update(body)
+    if not isinstance(cfg.get("Image"), str) or not cfg["Image"]:
+        raise errors.BadParameter("missing Image in the container config")
+    for k in _STR_FIELDS:
+        if cfg.get(k) is None:
+            cfg[k] = ""
+        elif not isinstance(cfg[k], str):
+            raise errors.BadParameter(f"{k} must be a string")
+    for k in _BOOL_FIELDS:
+        if not isinstance(cfg.get(k) or False, bool):
+            raise errors.BadParameter(f"{k} must be true or false")
+        cfg[k] = bool(cfg.get(k))
+    for k in _LIST_FIELDS:
+        v = cfg.get(k)
+        if isinstance(v, str) and k in ("Cmd", "Entrypoint"):
+            v = cfg[k] = [v]
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise errors.BadParameter(f"{k} must be a list of strings")
+    for k in ("Memory", "MemorySwap"):
+        v = cfg.get(k) or 0
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise errors.BadParameter(f"{k} must be an integer")
+        cfg[k] = v
+    if cfg["Memory"] < 0 or cfg["MemorySwap"] < -1:
+        raise errors.BadParameter("Memory and MemorySwap must not be negative (MemorySwap -1 means unlimited)")
+    if 0 < cfg["Memory"] < MIN_MEMORY:
+        raise errors.BadParameter(f"Minimum memory limit allowed is {MIN_MEMORY >> 20}MB")
+    if cfg["Memory"] and cfg["MemorySwap"] == 0:
+        cfg["MemorySwap"] = 2 * cfg["Memory"]  # Docker's default: as much swap as memory
+    if cfg["MemorySwap"] > 0 and cfg["MemorySwap"] < cfg["Memory"]:
+        raise errors.BadParameter("MemorySwap must be at least Memory (it is the total of memory and swap)")
+    if cfg["WorkingDir"] and not cfg["WorkingDir"].startswith("/"):
+        raise errors.BadParameter(f"the working directory {cfg['WorkingDir']!r} is invalid: it must be an absolute path")
+    if cfg.get("Volumes") is not None:
+        if not isinstance(cfg["Volumes"], dict):
+            raise errors.BadParameter("Volumes must be an object of {path: {}}")
+        for p in cfg["Volumes"]:
+            mounts.clean_target(p)
+    if cfg["Hostname"] and not _HOSTNAME_RE.match(cfg["Hostname"]):
+        raise errors.BadParameter(f"invalid Hostname {cfg['Hostname']!r}: use letters, digits, '-' and '.', "
+                                  "up to 63 characters")
+    for server in cfg.get("Dns") or []:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError as e:
+            raise errors.BadParameter(f"invalid Dns server {server!r}: expected an IP address") from e
+    for item in cfg.get("Env") or []:
+        if "=" not in item or item.startswith("=") or "\0" in item:
+            raise errors.BadParameter(f"invalid Env entry {item!r}: expected NAME=value")
+    return cfg
+
+
+def merge(user, image, given=None):
+    """Fill what the request left unset from the image's config (Docker's
+    MergeConfig). `given` is the set of fields the client sent (default: the
+    keys of `user`)."""
+    given = set(user) if given is None else set(given)
+    out = dict(user)
+    for k in ("Hostname", "User", "WorkingDir"):
+        if not out.get(k) and image.get(k):
+            out[k] = image[k]
+    for k in ("Memory", "MemorySwap"):
+        if not out.get(k) and image.get(k):
+            out[k] = image[k]
+    if not out.get("Cmd") and not out.get("Entrypoint"):
+        out["Cmd"] = image.get("Cmd")
+    if not out.get("Entrypoint") and image.get("Entrypoint"):
+        out["Entrypoint"] = image["Entrypoint"]
+        if not user.get("Cmd"):
+            out["Cmd"] = image.get("Cmd")
+    if not out.get("Dns") and image.get("Dns"):
+        out["Dns"] = image["Dns"]
+    if image.get("PortSpecs"):
+        out["PortSpecs"] = list(dict.fromkeys((image["PortSpecs"] or []) + (out.get("PortSpecs") or [])))
+    if image.get("Env"):
+        keys = {e.partition("=")[0] for e in out.get("Env") or []}
+        out["Env"] = [e for e in image["Env"] if e.partition("=")[0] not in keys] + list(out.get("Env") or [])
+    if image.get("Volumes"):
+        vols = dict(image["Volumes"])
+        vols.update(out.get("Volumes") or {})
+        out["Volumes"] = vols
+    for k in ("Tty", "OpenStdin", "StdinOnce"):
+        if k not in given and image.get(k):
+            out[k] = image[k]
+    return out
+
+
+def for_commit(base, body):
+    """The image config of a commit: the container's flat config, with the
+    fields the commit body sets (non-empty) laid over it."""
+    merged = dict(base)
+    if body:
+        over = check(dict(body, Image=body.get("Image") or base["Image"]))
+        for k, v in over.items():
+            if k in body and v not in (None, "", [], {}, 0, False):
+                merged[k] = v
+    return merged

@@ -1,0 +1,44 @@
+"""The files a container sees as /etc/hostname, /etc/hosts and
+/etc/resolv.conf, written into its directory at create and bind-mounted."""
+
+import os
+
+NAMES = (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf"))
+
+
+def write(cdir, hostname, dns):
+    _write(os.path.join(cdir, "hostname"), hostname + "\n")
+    _write(os.path.join(cdir, "hosts"),
+           "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+           f"127.0.1.1\t{hostname}\n")
+    _write(os.path.join(cdir, "resolv.conf"), resolv_conf(dns))
+
+
+def mounts(cdir):
+    """[(host, target, readonly)] for the launch plan."""
+    return [(os.path.join(cdir, name), target, False) for name, target in NAMES]
+
+
+def resolv_conf(dns, host_file="/etc/resolv.conf"):
+    """The container's resolv.conf: its Dns list, or the host's without loopback servers."""
+    if dns:
+        return "".join(f"nameserver {d}\n" for d in dns)
+    try:
+        with open(host_file) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    kept = [ln for ln in lines if not (ln.split()[:1] == ["nameserver"] and len(ln.split()) > 1
+                                       and _is_loopback(ln.split()[1]))]
+    if not any(ln.split()[:1] == ["nameserver"] for ln in kept):
+        kept += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]  # Docker's fallback
+    return "\n".join(kept) + "\n"
+
+
+def _is_loopback(addr):
+    return addr.startswith("127.") or addr == "::1"
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)

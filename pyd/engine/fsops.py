@@ -1,0 +1,194 @@
+"""Filesystem operations on images and containers: import a tar, insert a
+download, commit a container's changes, list its changes, export it.
+
+Every new image adds exactly one layer to its parent's (none for an
+import), and its config is Docker's image format: rootfs.diff_ids and
+history grow by one entry, `parent` names the image it was made from.
+"""
+
+import logging
+import os
+import posixpath
+import threading
+import uuid
+
+from .. import __version__, errors, timefmt
+from ..fs import layerfs, tarsafe
+from . import createconfig
+from .fetch import open_url
+
+log = logging.getLogger(__name__)
+
+
+def new_work_dir(tmp_dir, purpose):
+    path = os.path.join(tmp_dir, f"{purpose}-{uuid.uuid4().hex}")
+    os.makedirs(path, mode=0o700)
+    return path
+
+
+def architecture():
+    m = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+
+
+def image_config(parent, diff_id, run_config, container="", container_config=None, comment="",
+                 author="", created_by=""):
+    """A new image config: `parent`'s layers (an Image, or None) plus `diff_id`."""
+    created = timefmt.now_iso()
+    entry = {"created": created, "created_by": created_by}
+    if comment:
+        entry["comment"] = comment
+    if author:
+        entry["author"] = author
+    cfg = {
+        "architecture": architecture(),
+        "os": "linux",
+        "created": created,
+        "author": author or "",
+        "comment": comment or "",
+        "config": run_config or createconfig.empty_config(),
+        "container": container or "",
+        "container_config": container_config or createconfig.empty_config(),
+        "docker_version": "pyd-" + __version__,
+        "history": (list(parent.config.get("history") or []) if parent else []) + [entry],
+        "rootfs": {"type": "layers", "diff_ids": (parent.diff_ids if parent else []) + [diff_id]},
+    }
+    if parent:
+        cfg["parent"] = "sha256:" + parent.id
+    return cfg
+
+
+def import_tar(images, tmp_dir, fileobj, total, progress, comment=""):
+    """A tar (any compression) as a new base image; returns the Image."""
+    work = new_work_dir(tmp_dir, "import")
+    try:
+        layer = os.path.join(work, "layer")
+        os.mkdir(layer, 0o755)
+        try:
+            result = tarsafe.extract(fileobj, layer, on_progress=lambda n: progress("Importing", n, total))
+        except tarsafe.BadTar as e:
+            raise errors.BadParameter(f"invalid tar: {e}") from e
+        return images.create_with_layer(
+            layer, result.digest, result.size,
+            lambda d: image_config(None, d, None, comment=comment, created_by="import"))
+    finally:
+        tarsafe.remove_tree(work)
+
+
+def insert_url(images, tmp_dir, parent, path, url, progress):
+    """Download `url` to `path` in a new layer on top of `parent` (an Image)."""
+    dest = posixpath.normpath("/" + path)
+    if dest == "/" or path.endswith("/"):
+        dest = posixpath.join(dest, posixpath.basename(url.rstrip("/")) or "index")
+    resp, total = open_url(url)
+    work = new_work_dir(tmp_dir, "insert")
+    try:
+        layer = os.path.join(work, "layer")
+        target_dir = os.path.join(layer, posixpath.dirname(dest).lstrip("/"))
+        os.makedirs(target_dir, 0o755)
+        done = 0
+        with resp, open(os.path.join(layer, dest.lstrip("/")), "wb") as out:
+            os.fchmod(out.fileno(), 0o755)
+            while True:
+                chunk = resp.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+                done += len(chunk)
+                progress("Inserting", done, total)
+        run_config = dict(parent.run_config or createconfig.empty_config())
+        cmd = ["/bin/sh", "-c", f"#(nop) ADD {url} in {dest}"]
+        cc = dict(run_config, Cmd=cmd)
+        return images.create_with_layer(
+            layer, layerfs.layer_digest(layer), done,
+            lambda d: image_config(parent, d, run_config, container_config=cc, created_by=" ".join(cmd)))
+    finally:
+        tarsafe.remove_tree(work)
+
+
+def commit(images, c, layers, driver, body, comment, author, tmp_dir):
+    """The container's changes as one new layer on its image; returns the Image."""
+    base = createconfig.join(c.config, c.host)
+    run_config = createconfig.for_commit(base, body)
+    parent = images.get(c.image)
+    work = new_work_dir(tmp_dir, "commit")
+    try:
+        layer = os.path.join(work, "layer")
+        os.mkdir(layer, 0o755)
+        result = copy_layer(driver.diff_source(c.path, layers, work), layer)
+        return images.create_with_layer(
+            layer, result.digest, result.size,
+            lambda d: image_config(parent, d, run_config, container=c.id, container_config=base,
+                                   comment=comment, author=author,
+                                   created_by=" ".join(createconfig.argv(c.config))))
+    finally:
+        tarsafe.remove_tree(work)
+
+
+def changes(driver, c, layers):
+    return driver.changes(c.path, layers)
+
+
+def export(view):
+    """A producer that writes the filesystem `view` (top layer first) as a tar."""
+    def produce(send):
+        with ChunkWriter(send) as out:
+            layerfs.export_tar(view, out)
+    return produce
+
+
+class ChunkWriter:
+    """A file-like object that hands the stream writer 256 KiB pieces."""
+
+    def __init__(self, send, size=256 << 10):
+        self._send, self._size, self._buf = send, size, bytearray()
+
+    def write(self, data):
+        self._buf += data
+        if len(self._buf) >= self._size:
+            self._send(bytes(self._buf))
+            self._buf.clear()
+        return len(data)
+
+    def flush(self):
+        if self._buf:
+            self._send(bytes(self._buf))
+            self._buf.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.flush()
+
+
+def copy_layer(upper, dest):
+    """Copy an overlay-format dir into a new layer, whiteouts and opaque dirs kept,
+    by streaming it as a tar into the hostile-tar extractor (one code path for
+    both). The result's digest is the new layer's diff id."""
+    r, w = os.pipe()
+    failure = []
+
+    def writer():
+        try:
+            with os.fdopen(w, "wb") as out:
+                layerfs.layer_tar(upper, out)
+        except Exception as e:  # surfaces as a truncated tar on the reading side
+            failure.append(e)
+
+    t = threading.Thread(target=writer, name="commit-tar", daemon=True)
+    t.start()
+    try:
+        with os.fdopen(r, "rb") as src:
+            result = tarsafe.extract(src, dest)
+    except tarsafe.BadTar as e:
+        t.join()
+        if failure:  # the reader only saw the writer's failure: report its cause
+            raise failure[0] from e
+        raise
+    finally:
+        t.join()
+    if failure:
+        raise failure[0]
+    return result

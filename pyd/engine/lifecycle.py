@@ -1,0 +1,106 @@
+"""The one owner of container state. Every transition goes through here: it
+checks the state machine, updates the record, persists it atomically,
+wakes whoever waits on the container, and publishes an event. Nothing else
+writes a record's "state".
+
+    created -> starting -> running -> exited -> starting ...
+    created | exited -> removing -> (removed)
+    starting -> created | exited          (the start failed)
+
+Anything else raises Conflict, or NotModified where the container already
+is where the client wants it.
+"""
+
+import logging
+
+from .. import errors, timefmt
+
+log = logging.getLogger(__name__)
+
+CREATED, STARTING, RUNNING, EXITED, REMOVING, REMOVED = (
+    "created", "starting", "running", "exited", "removing", "removed")
+
+TRANSITIONS = {
+    CREATED: {STARTING, REMOVING},
+    STARTING: {RUNNING, CREATED, EXITED},
+    RUNNING: {EXITED},
+    EXITED: {STARTING, REMOVING},
+    REMOVING: {REMOVED},
+    REMOVED: set(),
+}
+
+# The event each arrival publishes (Docker's action names where Docker has one).
+ACTIONS = {CREATED: "create", STARTING: "starting", RUNNING: "start", EXITED: "die",
+           REMOVING: "removing", REMOVED: "destroy"}
+
+
+def new_state():
+    return {"status": CREATED, "pid": 0, "exit_code": 0, "started_at": timefmt.ZERO_TIME,
+            "finished_at": timefmt.ZERO_TIME, "oom_killed": False, "error": ""}
+
+
+def refuse(c, old, new):
+    """The error for a move the state machine forbids."""
+    if new == STARTING and old in (RUNNING, STARTING):
+        return errors.NotModified(f"container {c.short_id} is already running")
+    if new == REMOVING and old in (RUNNING, STARTING):
+        return errors.Conflict(f"you cannot remove a running container {c.short_id}: "
+                               "stop it first (or use force=1)")
+    if new == REMOVING:
+        return errors.Conflict(f"container {c.short_id} is already being removed")
+    return errors.Conflict(f"container {c.short_id} cannot go from {old} to {new}")
+
+
+class Lifecycle:
+    def __init__(self, store, bus):
+        self.store = store
+        self.bus = bus
+
+    def _move(self, c, new, persist=True, **state):
+        with c.lock:
+            old = c.status
+            if new not in TRANSITIONS[old]:
+                raise refuse(c, old, new)
+            c.state.update(state, status=new)
+            if persist:
+                self.store.save(c)
+            c.changed.notify_all()
+        attrs = {"from": old}
+        if new == EXITED:
+            attrs["exitCode"] = c.state["exit_code"]
+        self.bus.publish("container", ACTIONS[new], c.id, **attrs)
+        return old
+
+    def created(self, c):
+        """A new record: persist it and announce it."""
+        with c.lock:
+            c.data["state"] = new_state()
+            self.store.save(c)
+        self.bus.publish("container", ACTIONS[CREATED], c.id, image=c.image)
+
+    def starting(self, c):
+        """Returns the state to go back to if the start fails."""
+        return self._move(c, STARTING)
+
+    def start_failed(self, c, back_to, error):
+        self._move(c, back_to, error=error)
+
+    def running(self, c, pid):
+        self._move(c, RUNNING, pid=pid, started_at=timefmt.now_iso(), exit_code=0,
+                   finished_at=timefmt.ZERO_TIME, oom_killed=False, error="")
+
+    def exited(self, c, code, oom_killed=False, error=""):
+        self._move(c, EXITED, pid=0, exit_code=code, finished_at=timefmt.now_iso(),
+                   oom_killed=oom_killed, **({"error": error} if error else {}))
+        log.info("%s exited with %d%s", c.short_id, code, " (out of memory)" if oom_killed else "")
+
+    def removing(self, c):
+        self._move(c, REMOVING)
+
+    def removed(self, c):
+        """The record is gone from disk: only the in-memory state moves."""
+        self._move(c, REMOVED, persist=False)
+
+    def wait_stopped(self, c, timeout=None):
+        with c.lock:
+            return c.changed.wait_for(lambda: c.status not in (RUNNING, STARTING), timeout)

@@ -1,0 +1,161 @@
+"""Container records, in pyd's own schema, and the store that keeps them.
+
+On disk: containers/<id>/container.json (docs/storage.md has the schema),
+written atomically, beside the container's own files (upper/, work/,
+rootfs/, hostname, hosts, resolv.conf, output.log). A corrupt record costs
+that one container, never the daemon.
+
+The store keeps records only: what a container is, not what it is doing
+now (live processes belong to the runtime) and no wire shapes (the API
+projects them). Only engine.lifecycle changes a record's state.
+"""
+
+import logging
+import os
+import secrets
+import threading
+
+from .. import errors
+from ..fs.tarsafe import remove_tree
+from . import atomic
+
+log = logging.getLogger(__name__)
+
+RECORD = "container.json"
+
+# The fields of a container's config that belong to the host it runs on;
+# a record keeps them apart, in "host" (docs/storage.md).
+HOST_FIELDS = ("Memory", "MemorySwap", "Dns", "VolumesFrom")
+
+
+class Container:
+    """One container's record (`data`), its directory, and a lock with a
+    condition that lifecycle notifies on every state change."""
+
+    def __init__(self, data, path):
+        self.data = data
+        self.path = path          # containers/<id>
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+
+    @property
+    def id(self):
+        return self.data["id"]
+
+    @property
+    def short_id(self):
+        return self.id[:12]
+
+    @property
+    def config(self):
+        return self.data["config"]
+
+    @property
+    def host(self):
+        return self.data["host"]
+
+    @property
+    def state(self):
+        return self.data["state"]
+
+    @property
+    def status(self):
+        return self.data["state"]["status"]
+
+    @property
+    def image(self):
+        return self.data["image"]
+
+    @property
+    def running(self):
+        return self.status == "running"
+
+    def file(self, *names):
+        return os.path.join(self.path, *names)
+
+
+def new_id():
+    while True:
+        cid = secrets.token_hex(32)
+        if not cid[:12].isdigit():  # a short id must not look like a number
+            return cid
+
+
+class ContainerStore:
+    def __init__(self, config):
+        self.dir = config.containers_dir
+        self._lock = threading.RLock()
+        self._by_id = {}
+
+    def load(self):
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        loaded = []
+        for name in os.listdir(self.dir):
+            path = os.path.join(self.dir, name)
+            try:
+                data = atomic.read_json(os.path.join(path, RECORD))
+                if data.get("id") != name:
+                    raise ValueError("id mismatch")
+            except FileNotFoundError:
+                log.warning("removing container dir %s with no record", name[:12])
+                remove_tree(path)
+                continue
+            except (OSError, ValueError) as e:
+                log.warning("skipping broken container record %s: %s", name[:12], e)
+                continue
+            c = Container(data, path)
+            with self._lock:
+                self._by_id[c.id] = c
+            loaded.append(c)
+        return loaded
+
+    def path_for(self, cid):
+        return os.path.join(self.dir, cid)
+
+    def save(self, c):
+        with c.lock:
+            atomic.write_json(c.file(RECORD), c.data)
+
+    def add(self, c):
+        with self._lock:
+            self._by_id[c.id] = c
+
+    def discard(self, c):
+        """Forget the container and remove its files; the record goes first, so
+        a crash midway never leaves a half container listed."""
+        atomic.unlink_quiet(c.file(RECORD))
+        remove_tree(c.path)
+        with self._lock:
+            self._by_id.pop(c.id, None)
+
+    def all(self):
+        """Newest first."""
+        with self._lock:
+            items = list(self._by_id.values())
+        return sorted(items, key=lambda c: c.data["created"], reverse=True)
+
+    def count(self):
+        with self._lock:
+            return len(self._by_id)
+
+    def get(self, ref):
+        """By full id, then unique prefix."""
+        if not ref:
+            raise errors.NotFound("No such container: (empty id)")
+        with self._lock:
+            c = self._by_id.get(ref)
+            if c:
+                return c
+            hits = [c for cid, c in self._by_id.items() if cid.startswith(ref)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise errors.BadParameter(f"ambiguous container id prefix {ref!r}: give more characters")
+        raise errors.NotFound(f"No such container: {ref}")
+
+    def using_image(self, image_id):
+        with self._lock:
+            for c in self._by_id.values():
+                if c.image == image_id:
+                    return c.id
+        return None

@@ -1,0 +1,114 @@
+"""Layers, keyed by diff id: the sha256 of the layer's uncompressed tar
+stream. A layer is stored once however many images use it.
+
+On disk:
+  layers/sha256/<hex>/        the layer, a directory in overlayfs format
+                              (whiteouts are 0/0 char devices), used as it
+                              is as an overlay lower dir
+  layers/sha256/<hex>.json    its record: {"diff_id": "sha256:<hex>", "size": n}
+
+A layer is added in two steps: its finished directory is renamed in, then
+its record is written atomically. A directory without a record is debris
+from a crash and is removed at load. Layers have no owner here: the image
+store removes the ones no image refers to (ImageStore.collect).
+"""
+
+import logging
+import os
+import re
+import threading
+import uuid
+
+from ..fs.tarsafe import remove_tree
+from . import atomic
+
+log = logging.getLogger(__name__)
+
+HEX_RE = re.compile(r"^[a-f0-9]{64}$")
+
+
+def hex_of(diff_id):
+    """'sha256:<hex>' -> '<hex>', refusing anything that is not a sha256 digest."""
+    algo, _, hexpart = (diff_id or "").partition(":")
+    if algo != "sha256" or not HEX_RE.match(hexpart):
+        raise ValueError(f"invalid layer digest {diff_id!r}")
+    return hexpart
+
+
+class LayerStore:
+    def __init__(self, config):
+        self.dir = config.layers_dir
+        self.tmp_dir = config.tmp_dir
+        self._lock = threading.Lock()
+        self._size = {}  # diff id -> size in bytes
+
+    def load(self):
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        sizes = {}
+        names = os.listdir(self.dir)
+        for name in names:
+            if name.endswith(".tmp"):
+                atomic.unlink_quiet(os.path.join(self.dir, name))
+            if not name.endswith(".json"):
+                continue
+            try:
+                rec = atomic.read_json(os.path.join(self.dir, name))
+                if hex_of(rec.get("diff_id")) != name[:-5]:
+                    raise ValueError("digest mismatch")
+                if not os.path.isdir(os.path.join(self.dir, name[:-5])):
+                    raise ValueError("layer directory missing")
+                sizes[rec["diff_id"]] = int(rec.get("size") or 0)
+            except (OSError, ValueError) as e:
+                log.warning("dropping broken layer record %s: %s", name[:20], e)
+                atomic.unlink_quiet(os.path.join(self.dir, name))
+        for name in names:
+            if HEX_RE.match(name) and "sha256:" + name not in sizes:
+                log.info("removing unregistered layer %s", name[:20])
+                remove_tree(os.path.join(self.dir, name))
+        with self._lock:
+            self._size = sizes
+
+    def path(self, diff_id):
+        return os.path.join(self.dir, hex_of(diff_id))
+
+    def exists(self, diff_id):
+        with self._lock:
+            return diff_id in self._size
+
+    def size(self, diff_id):
+        with self._lock:
+            return self._size.get(diff_id, 0)
+
+    def ids(self):
+        with self._lock:
+            return set(self._size)
+
+    def add(self, src_dir, diff_id, size):
+        """Move the finished layer `src_dir` into the store; a layer with the same
+        diff id already stored wins and `src_dir` is removed."""
+        dest = self.path(diff_id)
+        with self._lock:
+            if diff_id in self._size:
+                remove_tree(src_dir)
+                return diff_id
+            os.rename(src_dir, dest)
+            atomic.write_json(dest + ".json", {"diff_id": diff_id, "size": size})
+            self._size[diff_id] = size
+        log.info("stored layer %s (%d bytes)", diff_id[7:19], size)
+        return diff_id
+
+    def detach(self, diff_id):
+        """Unregister a layer and move its directory to tmp/; returns that path
+        for the caller to remove_tree (outside its locks). The record goes
+        first: a crash afterwards leaves a directory the next load removes."""
+        path = self.path(diff_id)
+        with self._lock:
+            self._size.pop(diff_id, None)
+            atomic.unlink_quiet(path + ".json")
+        trash = os.path.join(self.tmp_dir, f"deleted-{hex_of(diff_id)[:16]}-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(path, trash)
+        except OSError:
+            trash = path
+        log.info("removed layer %s", diff_id[7:19])
+        return trash
