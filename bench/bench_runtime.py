@@ -62,6 +62,10 @@ TARGETS = {"cycle_median_ms": 30.0, "cycles_per_s_8_clients": 60.0}    # <= and 
 
 SINGLE = {"cycles": 100, "seconds": 20.0, "warmup": 5}            # one daemon, one round
 COMPARE = {"rounds": 6, "cycles": 40, "seconds": 5.0, "warmup": 3}  # per round and daemon
+# What comparing a commit with itself gave (the noise floor), for the README.
+NOISE_NOTE = ("four runs of 887c4eb against its own binary (2 CPUs, other test suites running, "
+              "2026-12-01) gave ratios of 0.98-1.03 for the median, 0.95-1.04 for p90 and 0.97-1.09 "
+              "for cycles/s, so differences under about 5% (latency) and 10% (throughput) are noise there.")
 SETTLE_S = 0.5          # pause between two daemons' turns
 MAX_CYCLE_S = 0.5       # latency rounds must average under this per cycle (plus 60 s slack)
 MAX_RATE = 500          # cycles/s per client the throughput loop may never exceed (a count bound)
@@ -314,12 +318,16 @@ def current_subject(binary_arg, tmpdir):
             sys.exit(f"bench_runtime: --binary {path}: not an executable file")
         copy = snapshot(path, tmpdir)
         ver = baseline.version(copy)
+        if not ver.startswith("pyd version"):
+            sys.exit(f"bench_runtime: the binary does not run (half rebuilt?): {ver[:200]}")
         bid, dirty = build_id(ver)
         in_cache = path.startswith(os.path.abspath(baseline.CACHE) + os.sep)
-        name = "`dist/pyd`" if path == dist or in_cache else f"`{os.path.basename(path)}` binary"
+        is_dist = path == dist or path.endswith(os.sep + os.path.join("dist", "pyd"))
+        public = "dist/pyd" if is_dist or in_cache else os.path.basename(path)
+        name = f"`{public}`" + ("" if public == "dist/pyd" else " binary")
         commit = full_sha(bid) if bid else None
         sub = Subject("current", [copy], "", commit, dirty, version=ver, sha256=baseline.sha256(copy),
-                      bytes=os.path.getsize(copy), public_argv=[name.strip("`").split()[0]])
+                      bytes=os.path.getsize(copy), public_argv=[public])
         sub.label = f"{name} at {sub.short}" if bid else f"{name} (sha256 {sub.info['sha256'][:12]}, no build id)"
         return sub
     cmd = daemon_cmd()
@@ -463,8 +471,8 @@ def ratio(a, b):
     return round(a / b, 3) if b else None
 
 
-def fmt_ratio(r):
-    return "n/a" if r is None else f"{r:.2f}"
+def fmt_ratio(r, se=None):
+    return "n/a" if r is None else f"{r:.2f}" + ("" if se is None else f" ± {se:.2f}")
 
 
 def summarize(sub):
@@ -521,7 +529,11 @@ def run_compare(args, cur, base, image_tar):
               "cycle_p90_ms": ratio(cl["p90_ms"], bl["p90_ms"]),
               "cycles_per_s_8_clients": ratio(ct["cycles_per_s"], bt["cycles_per_s"])}
     per_round = {"cycle_median_ms": [ratio(a["median_ms"], b["median_ms"]) for a, b in zip(cur.lat_rounds, base.lat_rounds)],
+                 "cycle_p90_ms": [ratio(a["p90_ms"], b["p90_ms"]) for a, b in zip(cur.lat_rounds, base.lat_rounds)],
                  "cycles_per_s_8_clients": [ratio(a["cycles_per_s"], b["cycles_per_s"]) for a, b in zip(cur.thr_rounds, base.thr_rounds)]}
+    # the noise: standard error of the mean of the per-round ratios
+    stderr = {k: (round(statistics.stdev(v) / len(v) ** 0.5, 3) if len(v) > 1 and None not in v else None)
+              for k, v in per_round.items()}
     head, dirty = head_commit()
     daemons = {}
     for s in subs:
@@ -541,6 +553,7 @@ def run_compare(args, cur, base, image_tar):
         "daemons": daemons,
         "ratio_current_over_baseline": ratios,
         "round_ratios": per_round,
+        "ratio_stderr": stderr,
         "dockerd_anchor": ANCHORS,
         "target": TARGETS,
     }
@@ -548,13 +561,13 @@ def run_compare(args, cur, base, image_tar):
 
 def compare_table(res):
     cur, base = res["daemons"]["current"], res["daemons"]["baseline"]
-    st, r = res["settings"], res["ratio_current_over_baseline"]
+    st, r, se = res["settings"], res["ratio_current_over_baseline"], res["ratio_stderr"]
     cl, bl, ct, bt = cur["latency"], base["latency"], cur["throughput"], base["throughput"]
     return f"""| measure | current | baseline ({base['commit'][:7]}) | ratio |
 |---|---|---|---|
-| create+start+wait+delete of `true`, one keep-alive connection: median of {cl['cycles']} cycles ({st['rounds']} x {st['cycles_per_round']}) | {cl['median_ms']} ms | {bl['median_ms']} ms | {fmt_ratio(r['cycle_median_ms'])} |
-| same, p90 | {cl['p90_ms']} ms | {bl['p90_ms']} ms | {fmt_ratio(r['cycle_p90_ms'])} |
-| {st['threads']} clients, {st['rounds']} x {st['seconds_per_round']:g} s: create, start, wait, attach logs (checked `ok`), delete of `echo ok` | {ct['cycles_per_s']} cycles/s ({ct['cycles']} cycles) | {bt['cycles_per_s']} cycles/s ({bt['cycles']} cycles) | {fmt_ratio(r['cycles_per_s_8_clients'])} |
+| create+start+wait+delete of `true`, one keep-alive connection: median of {cl['cycles']} cycles ({st['rounds']} x {st['cycles_per_round']}) | {cl['median_ms']} ms | {bl['median_ms']} ms | {fmt_ratio(r['cycle_median_ms'], se['cycle_median_ms'])} |
+| same, p90 | {cl['p90_ms']} ms | {bl['p90_ms']} ms | {fmt_ratio(r['cycle_p90_ms'], se['cycle_p90_ms'])} |
+| {st['threads']} clients, {st['rounds']} x {st['seconds_per_round']:g} s: create, start, wait, attach logs (checked `ok`), delete of `echo ok` | {ct['cycles_per_s']} cycles/s ({ct['cycles']} cycles) | {bt['cycles_per_s']} cycles/s ({bt['cycles']} cycles) | {fmt_ratio(r['cycles_per_s_8_clients'], se['cycles_per_s_8_clients'])} |
 """
 
 
@@ -573,8 +586,9 @@ daemon and then for the other; the order flips every cycle and every round. Raw 
 `bench/results/runtime.json`. Without `--baseline` it measures one daemon against the dockerd anchors.
 
 {compare_table(res)}
-Ratio is current / baseline: above 1 means slower for the times, below 1 means slower for cycles/s.
-Per-round ratios, a measure of the noise: median {', '.join(fmt_ratio(x) for x in rr['cycle_median_ms'])};
+Ratio is current / baseline: above 1 means slower for the times, below 1 means slower for cycles/s;
+± is the standard error of the mean of the per-round ratios. It understates the noise when the
+machine's load comes in bursts: {NOISE_NOTE} Per-round ratios: median {', '.join(fmt_ratio(x) for x in rr['cycle_median_ms'])};
 cycles/s {', '.join(fmt_ratio(x) for x in rr['cycles_per_s_8_clients'])}.
 Targets for the current daemon (median ≤ {TARGETS['cycle_median_ms']:g} ms, ≥ {TARGETS['cycles_per_s_8_clients']:g} cycles/s): {'met' if ok_lat and ok_thr else 'not met'}
 (dockerd 20.10 anchors: {ANCHORS['cycle_median_ms']:g} ms, {ANCHORS['cycles_per_s_8_clients']:g} cycles/s).
@@ -637,7 +651,7 @@ def main():
         print(compare_table(res), end="")
         rr = res["round_ratios"]
         print(f"per-round ratios: median {rr['cycle_median_ms']}, cycles/s {rr['cycles_per_s_8_clients']}")
-        print(f"ratio = current / baseline; took {res['total_wall_s']:g} s"
+        print(f"ratio = current / baseline (± standard error over rounds); took {res['total_wall_s']:g} s"
               + ("" if args.no_write else f"; wrote {os.path.relpath(RESULTS, TOP)} and bench/README.md"))
     else:
         print(json.dumps(res, indent=2))
