@@ -9,6 +9,16 @@ writes a record's "state".
 
 Anything else raises Conflict, or NotModified where the container already
 is where the client wants it.
+
+Every move is persisted atomically (rename over the record), so a daemon
+killed at any point finds each record whole. The moves whose loss a power
+cut could hide are also fsynced (DURABLE): a created container must exist
+after it was acknowledged, and an exit code must not turn into "killed by
+the restart". The others are not worth a millisecond each: a power cut
+kills every container, and a lost "starting" or "running" leaves the state
+before it (created, or the previous exit), where recovery would have put
+the container anyway but for its exit code; a "removing" record is followed
+by the durable removal of the record itself (store.containers.discard).
 """
 
 import logging
@@ -28,6 +38,8 @@ TRANSITIONS = {
     REMOVING: {REMOVED},
     REMOVED: set(),
 }
+
+DURABLE = {CREATED, EXITED}
 
 # The event each arrival publishes (Docker's action names where Docker has one).
 ACTIONS = {CREATED: "create", STARTING: "starting", RUNNING: "start", EXITED: "die",
@@ -63,7 +75,7 @@ class Lifecycle:
                 raise refuse(c, old, new)
             c.state.update(state, status=new)
             if persist:
-                self.store.save(c)
+                self.store.save(c, durable=new in DURABLE)
             c.changed.notify_all()
         attrs = {"from": old}
         if new == EXITED:

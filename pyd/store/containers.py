@@ -112,18 +112,20 @@ class ContainerStore:
     def path_for(self, cid):
         return os.path.join(self.dir, cid)
 
-    def save(self, c):
+    def save(self, c, durable=True):
         with c.lock:
-            atomic.write_json(c.file(RECORD), c.data)
+            atomic.write_json(c.file(RECORD), c.data, durable)
 
     def add(self, c):
         with self._lock:
             self._by_id[c.id] = c
 
     def discard(self, c):
-        """Forget the container and remove its files; the record goes first, so
-        a crash midway never leaves a half container listed."""
+        """Forget the container and remove its files. The record goes first, and
+        durably: a crash midway leaves a directory without a record, which the
+        next load removes, never a half container listed."""
         atomic.unlink_quiet(c.file(RECORD))
+        atomic.fsync_dir(c.path)
         remove_tree(c.path)
         with self._lock:
             self._by_id.pop(c.id, None)

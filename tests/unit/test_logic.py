@@ -89,8 +89,8 @@ class _Records:
     def __init__(self):
         self.saved = []
 
-    def save(self, c):
-        self.saved.append(c.status)
+    def save(self, c, durable=True):
+        self.saved.append(c.status + ("" if durable else " (not fsynced)"))
 
 
 def test_state_machine_refuses_illegal_moves(tmp_path):
@@ -112,7 +112,8 @@ def test_state_machine_refuses_illegal_moves(tmp_path):
     life.removed(c)
     # Every move that happened was persisted (but the last: the record is gone)
     # and published, in order; refused moves did neither.
-    assert store.saved == ["created", "starting", "running", "exited", "removing"]
+    assert store.saved == ["created", "starting (not fsynced)", "running (not fsynced)", "exited",
+                           "removing (not fsynced)"]
     events = [sub.get(0) for _ in range(6)]
     assert [e.action for e in events] == ["create", "starting", "start", "die", "removing", "destroy"]
     assert events[3].attributes == {"from": "running", "exitCode": 3}
