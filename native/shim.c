@@ -103,6 +103,7 @@ static const char *const step_names[PYD_STEP_COUNT] = {
     [PYD_STEP_CAPSET] = "capset",
     [PYD_STEP_CLOSE_FDS] = "close-fds",
     [PYD_STEP_EXEC] = "exec",
+    [PYD_STEP_CGROUP] = "cgroup",
 };
 
 /* API filesystems, mounted in this order.  /dev is populated (devices
@@ -815,6 +816,15 @@ static void __attribute__((noreturn)) child_main(const struct child_ctx *c)
     int rootfd;
     ssize_t n;
     char go;
+
+    /* 0. Join our cgroups first, so that all of the setup is accounted to
+     * the container ("0" is this thread; see shim.h on why not the parent). */
+    for (int i = 0; i < s->ncgroup_fds; i++) {
+        n = write(s->cgroup_fds[i], "0", 1);
+        if (n != 1)
+            child_fail(c, PYD_STEP_CGROUP, i, n < 0 ? errno : EIO);
+        close(s->cgroup_fds[i]);
+    }
 
     /* Files we create get exactly the modes we ask for. */
     umask(0);

@@ -14,7 +14,8 @@
  *     the pipe was closed by CLOEXEC) or one failure record.  A failure
  *     record is always followed by _exit(127).
  *   - sync pipe: the parent writes one byte once it has placed the child in
- *     its cgroups.  EOF instead means "abort": the child exits quietly.
+ *     its cgroups (or, with spec->cgroup_fds, once it is ready: the child
+ *     joined them itself).  EOF instead means "abort": the child exits quietly.
  *   - tty socket (only with spec->tty): the child sends the pty master fd
  *     with SCM_RIGHTS before the READY record.
  *
@@ -50,6 +51,7 @@ enum pyd_step {
     PYD_STEP_CAPSET,
     PYD_STEP_CLOSE_FDS,
     PYD_STEP_EXEC,
+    PYD_STEP_CGROUP,           /* joining a cgroup (index: cgroup_fds)   */
     PYD_STEP_COUNT
 };
 
@@ -84,6 +86,13 @@ struct pyd_spec {
     int stdout_fd;
     int stderr_fd;
     int cap_last_cap;            /* from /proc/sys/kernel/cap_last_cap; <=0: probe */
+    /* cgroup v1 "tasks" files, open for writing: the child writes "0" to
+     * each as its very first step, joining those cgroups itself.  Moving
+     * oneself as a single thread skips the kernel's global threadgroup
+     * lock, whose first writer waits out an RCU grace period (5-20 ms
+     * here); a parent writing the child's pid to cgroup.procs pays it.    */
+    int ncgroup_fds;
+    const int *cgroup_fds;
 };
 
 /* What the parent gets back from pyd_spawn. */

@@ -69,6 +69,10 @@ class LaunchSpec:
     stdin: Optional[int] = None
     stdout: Optional[int] = None
     stderr: Optional[int] = None
+    # cgroup v1 "tasks" files open for writing: the child joins them itself
+    # (see native/shim.h); their paths, for error messages.
+    cgroup_fds: Sequence[int] = ()
+    cgroup_paths: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,14 @@ def _to_c(ffi, spec: LaunchSpec, keep: list):
     c.stdout_fd = -1 if spec.stdout is None else spec.stdout
     c.stderr_fd = -1 if spec.stderr is None else spec.stderr
     c.cap_last_cap = _cap_last_cap()
+    cg = list(spec.cgroup_fds)
+    c.ncgroup_fds = len(cg)
+    if cg:
+        carr = ffi.new("int[]", cg)
+        keep.append(carr)
+        c.cgroup_fds = carr
+    else:
+        c.cgroup_fds = ffi.NULL
     return c
 
 
@@ -262,6 +274,9 @@ def _describe(ffi, lib, spec: LaunchSpec, step: int, err: int, index: int) -> st
         return "/dev/ptmx"
     if step == lib.PYD_STEP_LOOPBACK:
         return "lo"
+    if step == lib.PYD_STEP_CGROUP:
+        paths = list(spec.cgroup_paths)
+        return paths[index] if 0 <= index < len(paths) else "tasks"
     return os.fspath(spec.rootfs)
 
 

@@ -216,8 +216,16 @@ class Runtime:
                     close_after.append(in_r)
                     spec.stdin = in_r
             cg.create(plan.memory, plan.memory_swap)
+            # On cgroup v1 the child joins its cgroups itself, through these fds.
+            joins = cg.self_join_files()
+            if joins is not None:
+                fds = []
+                for path in joins:
+                    fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+                    close_after.append(fds[-1])
+                spec.cgroup_fds, spec.cgroup_paths = fds, joins
             output.open_for_run()
-            child = native.spawn(spec, on_clone=cg.join)
+            child = native.spawn(spec, on_clone=None if joins is not None else cg.join)
             try:
                 pidfd = os.pidfd_open(child.pid)
             except OSError:  # out of fds: do not leave an unwatched container behind

@@ -400,6 +400,35 @@ def test_on_clone_failure_kills_child(box):
     assert pids and reaped(pids[0])
 
 
+def test_child_joins_its_cgroups_itself_first(box):
+    """cgroup_fds: the child writes "0" to each v1 tasks file before any setup."""
+    dirs = [f"/sys/fs/cgroup/{c}/pyd/native-test-{os.getpid()}" for c in ("memory", "pids")]
+    for d in dirs:
+        os.makedirs(d, exist_ok=True)
+    fds = [os.open(os.path.join(d, "tasks"), os.O_WRONLY | os.O_CLOEXEC) for d in dirs]
+    try:
+        out = box.ok("cat /proc/self/cgroup", cgroup_fds=fds, cgroup_paths=[d + "/tasks" for d in dirs])
+    finally:
+        for fd in fds:
+            os.close(fd)
+        for d in dirs:
+            os.rmdir(d)
+    lines = dict(line.split(":", 2)[1:] for line in out.splitlines())
+    assert lines["memory"].endswith(f"/pyd/native-test-{os.getpid()}"), out
+    assert lines["pids"].endswith(f"/pyd/native-test-{os.getpid()}"), out
+
+
+def test_a_cgroup_the_child_cannot_join_is_reported(box):
+    fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)  # not writable: write fails
+    try:
+        with pytest.raises(OSError) as ei:
+            box.run("true", cgroup_fds=[fd], cgroup_paths=["/sys/fs/cgroup/memory/x/tasks"])
+    finally:
+        os.close(fd)
+    assert ei.value.errno == errno.EBADF
+    assert str(ei.value.strerror) == "cgroup: /sys/fs/cgroup/memory/x/tasks"
+
+
 def test_copy_driver_and_layers_dir(box, tmp_path):
     # Copy driver: a plain directory bind-mounted as the root.
     out = box.ok("hostname", lowerdirs=(), upperdir=None, workdir=None,
