@@ -2,10 +2,12 @@
  * shim.c - clone a container child and set it up in C up to execve.
  *
  * Why C: after clone() the child runs a copy of a multi-threaded Python
- * process.  Any lock held by another thread at clone time (the allocator,
- * stdio, the GIL) stays locked forever in the child, so the child may only
- * use async-signal-safe operations.  All memory it needs was prepared by the
- * parent; the child only reads it (copy-on-write) and uses stack buffers.
+ * process (or, in vfork mode, in that process's memory, on its own stack).
+ * Any lock held by another thread at clone time (the allocator, stdio, the
+ * GIL) stays locked forever in the child, so the child may only use
+ * async-signal-safe operations.  All memory it needs was prepared by the
+ * parent; the child only reads it and writes nothing but its stack buffers,
+ * which is also what makes sharing the parent's memory safe.
  *
  * Rules followed by everything reachable from child_main():
  *   - no malloc, no stdio, no locale, no Python;
@@ -26,6 +28,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -33,6 +36,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -896,13 +900,15 @@ static void __attribute__((noreturn)) child_main(const struct child_ctx *c)
         if (n != (ssize_t)sizeof ready)
             _exit(127);
     }
-    do {
-        n = read(c->sync_fd, &go, 1);
-    } while (n < 0 && errno == EINTR);
-    if (n == 0)
-        _exit(127);
-    if (n < 0)
-        child_fail(c, PYD_STEP_SYNC, -1, errno);
+    if (!s->vfork) {
+        do {
+            n = read(c->sync_fd, &go, 1);
+        } while (n < 0 && errno == EINTR);
+        if (n == 0)
+            _exit(127);
+        if (n < 0)
+            child_fail(c, PYD_STEP_SYNC, -1, errno);
+    }
     close(c->sync_fd);
 
     /* 9. Privileges. */
@@ -943,6 +949,24 @@ static void close_if(int fd)
         close(fd);
 }
 
+/* The child's entry in vfork mode, on its own stack.  Its fd table is its
+ * own copy, so closing the parent's ends here is private to it; memory is
+ * shared, so it writes only to this stack (as everything in child_main). */
+struct vfork_arg {
+    struct child_ctx ctx;
+    int parent_fds[3];
+};
+
+static int vfork_child(void *p)
+{
+    struct vfork_arg *a = p;
+    for (int i = 0; i < 3; i++)
+        close_if(a->parent_fds[i]);
+    child_main(&a->ctx);
+}
+
+#define PYD_CHILD_STACK (256 * 1024)
+
 int pyd_spawn(const struct pyd_spec *spec, struct pyd_result *res)
 {
     int errp[2] = {-1, -1}, syncp[2] = {-1, -1}, sv[2] = {-1, -1};
@@ -970,8 +994,31 @@ int pyd_spawn(const struct pyd_spec *spec, struct pyd_result *res)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     /* Fork-like clone (no new stack, no callback): the child continues
      * right here on a copy-on-write copy of this thread's stack. */
-    pid = syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID |
-                  CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0);
+    if (spec->vfork) {
+        /* A fresh stack with a guard page below it; free once clone returns,
+         * which with CLONE_VFORK is after the child exec'd or died. */
+        struct vfork_arg a = {{spec, errp[1], syncp[0], sv[1]}, {errp[0], syncp[1], sv[0]}};
+        char *stack = mmap(NULL, PYD_CHILD_STACK, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED) {
+            pid = -1;
+        } else if (mprotect(stack, 4096, PROT_NONE) < 0) {
+            err = errno;
+            munmap(stack, PYD_CHILD_STACK);
+            errno = err;
+            pid = -1;
+        } else {
+            pid = clone(vfork_child, stack + PYD_CHILD_STACK,
+                        CLONE_VM | CLONE_VFORK | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
+                        CLONE_NEWPID | CLONE_NEWNET | SIGCHLD, &a);
+            err = errno;
+            munmap(stack, PYD_CHILD_STACK);
+            errno = err;
+        }
+    } else {
+        pid = syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID |
+                      CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0);
+    }
     if (pid == 0) {
         struct child_ctx c = {spec, errp[1], syncp[0], sv[1]};
         /* The parent's ends: holding them would hide the parent's EOF. */

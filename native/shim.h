@@ -13,7 +13,8 @@
  *     for the go-ahead; after that either nothing (EOF: execve succeeded,
  *     the pipe was closed by CLOEXEC) or one failure record.  A failure
  *     record is always followed by _exit(127).
- *   - sync pipe: the parent writes one byte once it has placed the child in
+ *   - sync pipe (not with spec->vfork, where the parent is suspended until
+ *     exec): the parent writes one byte once it has placed the child in
  *     its cgroups (or, with spec->cgroup_fds, once it is ready: the child
  *     joined them itself).  EOF instead means "abort": the child exits quietly.
  *   - tty socket (only with spec->tty): the child sends the pty master fd
@@ -93,6 +94,13 @@ struct pyd_spec {
      * here); a parent writing the child's pid to cgroup.procs pays it.    */
     int ncgroup_fds;
     const int *cgroup_fds;
+    /* 1: clone with CLONE_VM|CLONE_VFORK, as posix_spawn does: the child
+     * runs on its own stack in the parent's memory, and the calling thread
+     * waits until it has exec'd or died.  Nothing to copy (a fork-like clone
+     * of the daemon copies its page tables, then pays copy-on-write faults
+     * on both sides until exec).  There is no go-ahead then: the parent can
+     * do nothing between setup and exec (no cgroup joining by pid).       */
+    int vfork;
 };
 
 /* What the parent gets back from pyd_spawn. */

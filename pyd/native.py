@@ -313,6 +313,9 @@ def spawn(spec: LaunchSpec, on_clone: Optional[Callable[[int], None]] = None) ->
     # child works on its own copy-on-write copy of them.
     keep = []
     cspec = _to_c(ffi, spec, keep)
+    # Without a step for the parent between setup and exec, the child can
+    # share our memory and suspend this thread until its exec (native/shim.h).
+    cspec.vfork = 1 if on_clone is None else 0
     cres = ffi.new("struct pyd_result *")
     rc = lib.pyd_spawn(cspec, cres)
     if rc < 0:
