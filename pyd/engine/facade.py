@@ -21,6 +21,7 @@ from ..store import format as data_format
 from ..store.containers import Container, ContainerStore, new_id
 from ..store.images import ImageStore, short
 from ..store.layers import LayerStore
+from ..store.volumes import VolumeStore
 from ..store.refs import parse_repo_tag, split_name
 from . import createconfig, etcfiles, fsops, lifecycle as lc, mounts, plan as plans
 from .events import Bus
@@ -37,6 +38,7 @@ class Engine:
         self.layers = LayerStore(config)
         self.images = ImageStore(config, self.layers)
         self.containers = ContainerStore(config)
+        self.volumes = VolumeStore(config)
         self.lifecycle = lc.Lifecycle(self.containers, self.events)
         self.runtime = Runtime(config)
         self.driver = None  # chosen at start: overlay2, or vfs where overlayfs cannot work
@@ -273,7 +275,7 @@ class Engine:
                 raise errors.NotModified(f"container {c.short_id} is already running")
             layers, driver, view = self._stack(c)
             effective = binds if binds is not None else c.host.get("Binds")
-            c.data["mounts"] = mounts.prepare(c, view, self.config.volumes_dir, layers, effective,
+            c.data["mounts"] = mounts.prepare(c, view, self.volumes, layers, effective,
                                               self.containers)
             if binds is not None:
                 c.host["Binds"] = binds
@@ -352,7 +354,7 @@ class Engine:
     def _remove_files(self, c, remove_volumes):
         self.runtime.remove_cgroup(c.id)
         if remove_volumes:
-            mounts.remove_owned(c, self.config.volumes_dir, self.containers.all())
+            mounts.remove_owned(c, self.volumes, self.containers.all())
         self.containers.discard(c)
         self.runtime.forget(c.id)
         self.lifecycle.removed(c)

@@ -13,12 +13,10 @@ target inside the container's root (never through a symlink out of it).
 
 import os
 import posixpath
-import secrets
 import stat
 
 from .. import errors
 from ..fs import layerfs
-from ..fs.tarsafe import remove_tree
 
 FORBIDDEN_PREFIXES = ("/proc", "/sys")
 
@@ -90,10 +88,11 @@ def volumes_of(data):
     return {m["target"]: (m["source"], m["rw"]) for m in data.get("mounts") or []}
 
 
-def prepare(c, view, volumes_dir, layers, binds, containers):
+def prepare(c, view, volumes, layers, binds, containers):
     """The container's mounts for this start: a list of {"target", "source",
     "rw", "kind"}. `view` is the container's filesystem (top layer first),
-    `layers` the image's. Makes and seeds new volumes. Raises on bad input."""
+    `layers` the image's. Makes (in `volumes`, a store.volumes.VolumeStore)
+    and seeds new volumes. Raises on bad input."""
     out = {}  # target -> mount
     bound = set()
     parsed = [parse_bind(spec) for spec in binds or []]
@@ -131,11 +130,10 @@ def prepare(c, view, volumes_dir, layers, binds, containers):
         if target in out:
             continue
         host = (old.get(target) or ("", True))[0]
-        if host and host.startswith(volumes_dir + "/") and os.path.isdir(host):
+        if host and volumes.owns(host):
             out[target] = {"target": target, "source": host, "rw": True, "kind": "volume"}  # kept across restarts
             continue
-        host = os.path.join(volumes_dir, secrets.token_hex(32))
-        os.makedirs(host, 0o755)
+        host = volumes.create()
         _seed(host, layers, target)
         out[target] = {"target": target, "source": host, "rw": True, "kind": "volume"}
     return [out[p] for p in sorted(out, key=lambda p: p.count("/"))]
@@ -146,9 +144,9 @@ def launch_mounts(mounts):
     return [(m["source"], m["target"], not m["rw"]) for m in mounts]
 
 
-def remove_owned(c, volumes_dir, others):
-    """Delete the volume directories this container created, unless another container uses them."""
+def remove_owned(c, volumes, others):
+    """Delete the volumes this container created, unless another container uses them."""
     in_use = {h for o in others if o.id != c.id for h, _ in volumes_of(o.data).values()}
     for host, _ in volumes_of(c.data).values():
-        if host.startswith(volumes_dir + "/") and host not in in_use:
-            remove_tree(host)
+        if volumes.owns(host) and host not in in_use:
+            volumes.remove(host)
