@@ -67,6 +67,10 @@ def open_root(config):
         _roll_forward(root)
         return
     if not _written_by_010(root):
+        if _holds_format2(root):
+            raise RootError(f"the data root {root} holds format {FORMAT} records but its "
+                            f"{config.format_path} is missing; refusing to guess. If this pyd wrote "
+                            f"it, restore the file with the content {{\"format\": {FORMAT}}}")
         atomic.write_json(config.format_path, {"format": FORMAT})
         return
     log.info("migrating the data root %s from format 1 (pyd 0.1.0) to format %d", root, FORMAT)
@@ -80,16 +84,32 @@ def open_root(config):
     log.info("migrated %d images, %d tags and %d containers", plan["images"], plan["tags"], plan["containers"])
 
 
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def _written_by_010(root):
+    """Any of 0.1.0's records. (A run of step 1 cut short by a crash may have
+    left format-2 files beside them: step 1 writes them again.)"""
     if os.path.exists(os.path.join(root, "repositories.json")):
         return True
-    for sub in ("images", "layers", "containers", "volumes"):
-        try:
-            if os.listdir(os.path.join(root, sub)):
-                return True
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-    return False
+    if any(n.endswith(".json") and HEX_RE.match(n[:-5]) for n in _listdir(os.path.join(root, "images"))):
+        return True
+    if any(HEX_RE.match(n) for n in _listdir(os.path.join(root, "layers"))):
+        return True
+    cdir = os.path.join(root, "containers")
+    return any(os.path.exists(os.path.join(cdir, n, "config.json")) for n in _listdir(cdir))
+
+
+def _holds_format2(root):
+    cdir = os.path.join(root, "containers")
+    return (os.path.exists(os.path.join(root, "refs.json"))
+            or bool(_listdir(os.path.join(root, "images", "sha256")))
+            or bool(_listdir(os.path.join(root, "layers", "sha256")))
+            or any(os.path.exists(os.path.join(cdir, n, "container.json")) for n in _listdir(cdir)))
 
 
 # -- step 1: the format-2 records, beside the old ones -------------------------

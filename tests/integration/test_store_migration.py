@@ -342,3 +342,13 @@ def test_future_format_is_refused_on_an_empty_root(tmp_path, fresh_daemons):
 
 def test_future_format_is_refused_on_a_010_root(legacy):
     check_future_format_refused(legacy.daemon(), legacy.root)
+
+
+def test_a_format_2_root_without_its_format_file_is_refused(legacy):
+    d = legacy.daemon().start()
+    assert d.stop() == 0, d.log()
+    os.unlink(os.path.join(legacy.root, "format.json"))
+    before = tree_map(legacy.root)
+    log = start_fails(legacy.daemon())
+    assert re.search(r"format.json is missing", log), log
+    assert_same_tree(before, tree_map(legacy.root))
