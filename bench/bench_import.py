@@ -173,7 +173,7 @@ def update_readme(results, meta):
         "",
         f"Measured {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), daemon `{meta['daemon']}`.",
         "Import time is linear in size. It is dominated by ext4 creating files: without the",
-        "TOPDIR flag pyd sets on its work directories (pyd/fsopt.py) the same import took 1.2-1.9 s",
+        "TOPDIR flag pyd sets on its work directories (pyd/fs/fsopt.py) the same import took 1.2-1.9 s",
         "right after a delete, as GNU tar did (0.2-1.5 s) on the same disk.",
     ])
     update_section(SECTION[3:], text)
