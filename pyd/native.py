@@ -156,6 +156,15 @@ def _to_c(ffi, spec: LaunchSpec, keep: list):
         keep.append(buf)
         return buf
 
+    def number_array(ctype, values):
+        """(count, C array or NULL) of `values`."""
+        values = list(values)
+        if not values:
+            return 0, ffi.NULL
+        arr = ffi.new(f"{ctype}[]", values)
+        keep.append(arr)
+        return len(values), arr
+
     def cstr_array(values, what):
         items = [cstr(v, what) for v in values] + [ffi.NULL]
         arr = ffi.new("char *[]", items)
@@ -180,14 +189,7 @@ def _to_c(ffi, spec: LaunchSpec, keep: list):
     c.cwd = cstr(cwd, "chdir")
     c.uid = spec.uid
     c.gid = spec.gid
-    groups = list(spec.groups)
-    c.ngroups = len(groups)
-    if groups:
-        garr = ffi.new("gid_t[]", groups)
-        keep.append(garr)
-        c.groups = garr
-    else:
-        c.groups = ffi.NULL
+    c.ngroups, c.groups = number_array("gid_t", spec.groups)
     data = _overlay_data(spec)
     if data is not None:
         buf = ffi.new("char[]", data)
@@ -215,14 +217,7 @@ def _to_c(ffi, spec: LaunchSpec, keep: list):
     c.stdout_fd = -1 if spec.stdout is None else spec.stdout
     c.stderr_fd = -1 if spec.stderr is None else spec.stderr
     c.cap_last_cap = _cap_last_cap()
-    cg = list(spec.cgroup_fds)
-    c.ncgroup_fds = len(cg)
-    if cg:
-        carr = ffi.new("int[]", cg)
-        keep.append(carr)
-        c.cgroup_fds = carr
-    else:
-        c.cgroup_fds = ffi.NULL
+    c.ncgroup_fds, c.cgroup_fds = number_array("int", spec.cgroup_fds)
     return c
 
 
