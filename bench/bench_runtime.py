@@ -392,6 +392,12 @@ def write_results(res):
     os.replace(RESULTS + ".tmp", RESULTS)
 
 
+def result_head(mode, args, cur):
+    """The fields every results file starts with."""
+    return {"benchmark": "runtime", "mode": mode, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "argv": bench_command(args), "meta": readme.run_meta(cur.public_argv)}
+
+
 def bench_command(args):
     """This run's command line for the record, with --binary named by what it is."""
     out = ["python3", "-m", "bench.bench_runtime"]
@@ -447,11 +453,7 @@ def run_single(args, cur, image_tar):
     finally:
         stop(cur)
     return {
-        "benchmark": "runtime",
-        "mode": "single",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "argv": bench_command(args),
-        "meta": readme.run_meta(cur.public_argv),
+        **result_head("single", args, cur),
         "daemon_cmd": " ".join(cur.public_argv),
         "daemon": cur.describe(),
         "host": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
@@ -540,11 +542,7 @@ def run_compare(args, cur, base, image_tar):
         lat, thr = figs[s.role]
         daemons[s.role] = {**s.describe(), "meta": readme.run_meta(s.public_argv), "latency": lat, "throughput": thr}
     return {
-        "benchmark": "runtime",
-        "mode": "compare",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "argv": bench_command(args),
-        "meta": readme.run_meta(cur.public_argv),
+        **result_head("compare", args, cur),
         "checkout": {"commit": head, "dirty": dirty},
         "host": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
         "settings": {"rounds": rounds, "cycles_per_round": cycles, "seconds_per_round": seconds,

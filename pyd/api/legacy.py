@@ -12,6 +12,7 @@ import json
 import time
 
 from .. import timefmt
+from ..engine import createconfig
 
 MIN, MAX = (1, 0), (1, 3)
 
@@ -103,24 +104,6 @@ def status_string(state, now=None):
     return f"Exit {state.get('exit_code', 0)}"
 
 
-def _flat_config(data):
-    """The v1.3 Config: the container's config with its host fields folded back in."""
-    cfg = dict(_EMPTY_CONFIG)
-    cfg.update(data["config"])
-    for k in ("Memory", "MemorySwap", "Dns", "VolumesFrom"):
-        cfg[k] = data["host"].get(k)
-    cfg["VolumesFrom"] = cfg["VolumesFrom"] or ""
-    cfg["Memory"] = cfg["Memory"] or 0
-    cfg["MemorySwap"] = cfg["MemorySwap"] or 0
-    return cfg
-
-
-_EMPTY_CONFIG = {"Hostname": "", "User": "", "Memory": 0, "MemorySwap": 0, "AttachStdin": False,
-                 "AttachStdout": False, "AttachStderr": False, "PortSpecs": None, "Tty": False,
-                 "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None, "Dns": None,
-                 "Image": "", "Volumes": None, "VolumesFrom": "", "Entrypoint": None, "WorkingDir": ""}
-
-
 def create_config(body):
     """A v1.3 create body is already the engine's flat config (Docker 0.6's
     Config, host fields included)."""
@@ -135,7 +118,7 @@ def container_inspect(view):
         "Created": d["created"],
         "Path": d["argv"][0] if d["argv"] else "",
         "Args": list(d["argv"][1:]),
-        "Config": _flat_config(d),
+        "Config": createconfig.join(d["config"], d["host"]),  # v1.3's Config holds the host fields
         "State": {"Running": st["status"] == "running", "Pid": st["pid"], "ExitCode": st["exit_code"],
                   "StartedAt": st["started_at"], "FinishedAt": st["finished_at"], "Ghost": False,
                   "OOMKilled": st["oom_killed"], "Error": st["error"]},

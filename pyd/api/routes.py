@@ -72,14 +72,21 @@ class Api:
 
     def __init__(self, routes=ROUTES):
         self.router = Router(routes)
+        self._surfaces = {}  # version -> surface: they hold nothing but their version
 
     def negotiate(self, path):
         """'/v1.3/x' -> ((1, 3), '/x', its surface); raises for unknown versions."""
         version, rest = versions.split(path)
-        return version, rest, versions.surface_for(version)
+        return version, rest, self._surface(version)
 
     def default_surface(self):
-        return versions.surface_for(versions.DEFAULT)
+        return self._surface(versions.DEFAULT)
+
+    def _surface(self, version):
+        s = self._surfaces.get(version)
+        if s is None:
+            s = self._surfaces[version] = versions.surface_for(version)
+        return s
 
     def match(self, method, path):
         return self.router.match(method, path)

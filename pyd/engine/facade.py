@@ -17,6 +17,7 @@ from ..fs.fsopt import mark_topdir
 from ..fs.tarsafe import remove_tree
 from ..runtime import attach as attaching, cgroups
 from ..runtime.process import Runtime
+from ..runtime.stdio import STDERR, STDOUT
 from ..store import format as data_format
 from ..store.containers import Container, ContainerStore, new_id
 from ..store.images import ImageStore, short
@@ -115,7 +116,7 @@ class Engine:
     # -- images ----------------------------------------------------------
 
     def _image_view(self, img):
-        return ImageView(img.id, img.config, self.images.own_size(img), self.images.virtual_size(img),
+        return ImageView(img, self.images.own_size(img), self.images.virtual_size(img),
                          self.images.tags_of(img.id))
 
     def check_repo_tag(self, repo, tag):
@@ -152,8 +153,10 @@ class Engine:
                 continue
             rows.append(ImageRow(repo, tag, self._image_view(self.images.get(image_id))))
         if not filter_:
-            for img in self.images.all():
-                if img.id not in tagged and (all_ or not self.images.is_parent(img.id)):
+            images = self.images.all()
+            parents = {img.parent for img in images}
+            for img in images:
+                if img.id not in tagged and (all_ or img.id not in parents):
                     rows.append(ImageRow(None, None, self._image_view(img)))
         return rows
 
@@ -247,9 +250,9 @@ class Engine:
                 break
             extra = {"image_ref": self._image_ref(c.image)}
             if size:
-                image = self.images.get(c.image)
-                rw = drivers.by_name(c.data["driver"]).size_rw(c.path, self.images.layer_dirs(image))
-                extra.update(size_rw=rw, size_rootfs=rw + self.images.virtual_size(image))
+                layers, driver, _ = self._stack(c)
+                rw = driver.size_rw(c.path, layers)
+                extra.update(size_rw=rw, size_rootfs=rw + self.images.virtual_size(self.images.get(c.image)))
             out.append(container_view(c, **extra))
         return out
 
@@ -271,8 +274,7 @@ class Engine:
         c = self.containers.get(ref)
         mounts.validate_binds(binds)
         with c.lock:
-            if c.status in (lc.RUNNING, lc.STARTING):
-                raise errors.NotModified(f"container {c.short_id} is already running")
+            self.lifecycle.check(c, lc.STARTING)  # before any volume is made for it
             layers, driver, view = self._stack(c)
             effective = binds if binds is not None else c.host.get("Binds")
             c.data["mounts"] = mounts.prepare(c, view, self.volumes, layers, effective,
@@ -285,7 +287,7 @@ class Engine:
             plan = plans.build(c, layers, view, driver, self.config.layers_dir)
             proc = self.runtime.start(plan, output)
         except BaseException as e:
-            output.end()  # clients attached before this start see their stream end
+            output.end()  # clients attached before this start see their stream end (once, here)
             self.lifecycle.start_failed(c, back_to, str(e))
             if isinstance(e, OSError):
                 raise errors.PydError(f"Cannot start container {c.short_id}: {e.strerror or e}") from e
@@ -303,10 +305,9 @@ class Engine:
 
     def _signal(self, c, sig):
         with c.lock:
-            p = self.runtime.process(c.id)
-            if not c.running or p is None:
+            if not c.running:
                 raise errors.Conflict(f"container {c.short_id} is not running")
-            p.signal(sig)
+            self._process(c).signal(sig)
 
     def _stop(self, c, timeout):
         """SIGTERM, then SIGKILL after `timeout` seconds; returns when it has exited."""
@@ -369,7 +370,7 @@ class Engine:
     def container_attach(self, ref, conn, logs, stream, stdin, stdout, stderr, framed, error_format):
         """Serve an attach session on `conn` (a duplex Conn) until it ends."""
         c = self.containers.get(ref)
-        streams = [s for s, on in ((1, stdout), (2, stderr)) if on]
+        streams = [s for s, on in ((STDOUT, stdout), (STDERR, stderr)) if on]
         output = self.runtime.output(c.id, c.path)
         with c.lock:
             waiting = c.status in (lc.CREATED, lc.STARTING)

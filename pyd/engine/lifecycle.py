@@ -83,6 +83,13 @@ class Lifecycle:
         self.bus.publish("container", ACTIONS[new], c.id, **attrs)
         return old
 
+    def check(self, c, new):
+        """Raise what a move to `new` would raise now, without moving: for work
+        that must not start unless the move will be allowed."""
+        with c.lock:
+            if new not in TRANSITIONS[c.status]:
+                raise refuse(c, c.status, new)
+
     def created(self, c):
         """A new record: persist it and announce it."""
         with c.lock:

@@ -27,20 +27,27 @@ def container_view(c, **extra):
 
 @dataclass
 class ImageView:
-    id: str
-    config: dict                # the image config (Docker's format)
+    image: object               # the store's Image: immutable, so shared as it is
     size: int                   # bytes of the layers it adds to its parent's
     virtual_size: int           # bytes of all its layers
     tags: List[Tuple[str, str]] = field(default_factory=list)
 
     @property
+    def id(self):
+        return self.image.id
+
+    @property
+    def config(self):
+        """The image config (Docker's format)."""
+        return self.image.config
+
+    @property
     def parent(self):
-        p = self.config.get("parent") or ""
-        return p[7:] if p.startswith("sha256:") else p
+        return self.image.parent
 
     @property
     def created(self):
-        return self.config.get("created") or ""
+        return self.image.created
 
 
 @dataclass

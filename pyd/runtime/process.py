@@ -198,7 +198,8 @@ class Runtime:
 
     def start(self, plan, output):
         """Start the plan's process; returns it registered. On failure nothing is
-        left behind (no cgroup, no fds) and clients waiting on `output` see it end."""
+        left behind (no cgroup, no fds); ending `output` for the clients waiting
+        on it is the caller's (it also covers failures before this call)."""
         close_after, keep = [], []
         cg = cgroups.Cgroup(plan.cid)
         stdin_w = None
@@ -238,7 +239,6 @@ class Runtime:
             for fd in close_after + keep:
                 os.close(fd)
             cg.remove()
-            output.end()
             raise
         for fd in close_after:
             os.close(fd)

@@ -196,9 +196,6 @@ class ImageStore:
         with self._lock:
             return [i for i, img in self._images.items() if img.parent == image_id]
 
-    def is_parent(self, image_id):
-        return bool(self.children(image_id))
-
     def tags_of(self, image_id):
         with self._lock:
             return sorted((repo, tag) for repo, tags in self._repos.items()
