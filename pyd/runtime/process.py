@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 
 from .. import native
-from . import cgroups, procs
+from . import cgroups, devices, procs
 from .spec import to_spec
 from .stdio import STDERR, STDOUT, Output
 
@@ -205,6 +205,8 @@ class Runtime:
         stdin_w = None
         try:
             spec = to_spec(plan)
+            if plan.privileged:
+                spec.devices = devices.host_devices()
             if not spec.tty:
                 out_r, out_w = os.pipe2(os.O_CLOEXEC)
                 err_r, err_w = os.pipe2(os.O_CLOEXEC)
