@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -115,6 +116,9 @@ int main(int argc, char **argv, char **envp)
         (void)!write(2, usage, sizeof usage - 1);
         return 2;
     }
+    /* Named as it is called in ps (exec'd from a memfd, it would be
+     * "memfd:pyd-init"). */
+    prctl(PR_SET_NAME, "pyd-init", 0, 0, 0);
     waited_signals(&waited);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &waited, NULL);

@@ -804,6 +804,15 @@ static void drop_privileges(const struct child_ctx *c)
      * refuse them). */
     if (last < 63)
         caps &= (1ULL << (last + 1)) - 1;
+    /* Privileged means every capability the daemon itself has: a daemon
+     * started without some (a restricted outer container) still runs. */
+    if (s->privileged) {
+        struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct cur[2];
+        if (syscall(SYS_capget, &hdr, cur) < 0)
+            child_fail(c, PYD_STEP_CAPSET, -1, errno);
+        caps &= ((unsigned long long)cur[1].permitted << 32) | cur[0].permitted;
+    }
     for (int cap = 0; cap <= last; cap++) {
         if (caps & (1ULL << cap))
             continue;

@@ -340,6 +340,8 @@ def _describe(ffi, lib, spec: LaunchSpec, step: int, err: int, index: int) -> st
         return f"groups {list(spec.groups)}"
     if step == lib.PYD_STEP_CAP_BOUNDING:
         return f"capability {index}"
+    if step == lib.PYD_STEP_CAPSET:
+        return f"capabilities {spec.caps:#x}"
     if step == lib.PYD_STEP_STDIO and 0 <= index < 3:
         return ("stdin", "stdout", "stderr")[index]
     if step == lib.PYD_STEP_TTY:

@@ -19,7 +19,7 @@ def _normalize(names):
         return []
     if not isinstance(names, (list, tuple)):
         raise errors.BadParameter(f"capabilities must be a list of names, not {names!r}")
-    known = capabilities.supported()
+    known = capabilities.known()
     out = []
     for name in names:
         if not isinstance(name, str):

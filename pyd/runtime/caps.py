@@ -47,7 +47,25 @@ def last_cap():
         return NAMES.index("CAP_AUDIT_READ")  # every kernel since 3.16 has these
 
 
-def supported():
-    """Every capability name both pyd and the running kernel know, in order:
-    what "ALL" and Privileged mean."""
+def known():
+    """Every capability name both pyd and the running kernel know, in order."""
     return list(NAMES[:last_cap() + 1])
+
+
+def own_bounding():
+    """The daemon's own bounding set (a mask): no container can get more."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return mask(NAMES)
+
+
+def supported():
+    """Every capability name pyd, the running kernel and the daemon itself
+    have, in order: what "ALL" and Privileged mean."""
+    own = own_bounding()
+    return [n for n in known() if own >> number(n) & 1]
