@@ -57,20 +57,22 @@ def tmpfs_options(options):
     return flags, ",".join(f"{k}={v}" for k, v in data.items())
 
 
-def _under(path, parent):
-    return parent == "/" or path.startswith(parent.rstrip("/") + "/")
+def _at_or_under(path, parent):
+    return path == parent or path.startswith(parent + "/")
 
 
 def tmpfs_entries(tmpfs, binds):
     """[(target, flags, data, before_bind)] for the shim: each tmpfs goes just
-    before the first bind mounted inside it (binds come parents first), and
-    tmpfs mounts inside each other nest in order of depth."""
+    before the first bind mounted on or inside it (binds come parents first),
+    and tmpfs mounts inside each other nest in order of depth."""
     out = []
     for target, options in tmpfs:
         target = posixpath.normpath(target)
-        if not target.startswith("/") or target in ("/", "//"):
+        if target.startswith("//"):
+            target = "/" + target.lstrip("/")  # normpath keeps POSIX's "//"
+        if not target.startswith("/") or target == "/":
             raise ValueError(f"tmpfs target {target!r} must be an absolute path other than /")
-        before = next((i for i, b in enumerate(binds) if _under(posixpath.normpath(b[1]), target)),
+        before = next((i for i, b in enumerate(binds) if _at_or_under(posixpath.normpath(b[1]), target)),
                       len(binds))
         out.append((target, *tmpfs_options(options), before))
     out.sort(key=lambda e: (e[3], e[0].count("/")))
