@@ -926,11 +926,15 @@ static void remount_root_ro(const struct child_ctx *c)
 static void __attribute__((noreturn)) exec_init(const struct child_ctx *c)
 {
     const struct pyd_spec *s = c->spec;
+    int init_fd = s->init_fd;
+    /* Fd 3 is about to become the pipe: move the executable off it. */
+    if (init_fd == 3 && (init_fd = fcntl(3, F_DUPFD_CLOEXEC, 4)) < 0)
+        child_fail(c, PYD_STEP_INIT, -1, errno);
     if (c->err_fd != 3 && dup2(c->err_fd, 3) < 0)
         child_fail(c, PYD_STEP_INIT, -1, errno);
     if (fcntl(3, F_SETFD, 0) < 0)
         child_fail(c, PYD_STEP_INIT, -1, errno);
-    syscall(SYS_execveat, s->init_fd, "", s->argv, s->envp, AT_EMPTY_PATH);
+    syscall(SYS_execveat, init_fd, "", s->argv, s->envp, AT_EMPTY_PATH);
     child_fail(c, PYD_STEP_INIT, -1, errno);
 }
 

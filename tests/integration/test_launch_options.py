@@ -8,6 +8,8 @@ import errno
 import os
 import signal
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -17,6 +19,8 @@ from pyd.runtime import devices
 from pyd.runtime.spec import tmpfs_entries
 
 from .test_native import Box, read_all, reaped, status_field
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 EXTRA_APPLETS = ["readlink", "kill", "stat", "ip", "chown", "tr"]
 # Nodes every container's /dev has (native/shim.c's table).
@@ -326,3 +330,19 @@ def test_init_with_a_user_and_a_tty(box):
     lines = out.splitlines()
     assert lines[0].strip() == "1000" and lines[1].strip().startswith("/dev/pts/"), out
     assert reaped(child.pid)
+
+
+def test_init_when_its_executable_lands_on_fd_3(tmp_path):
+    # In a fresh interpreter the memfd of pyd-init is fd 3, the very number
+    # the error pipe is moved to for pyd-init: the shim must move it first.
+    script = (
+        "import os, pathlib, sys\n"
+        "from tests.integration.test_native import Box\n"
+        "from pyd import native\n"
+        "box = Box(pathlib.Path(sys.argv[1]))\n"
+        "fd = os.dup(0); os.close(fd); assert fd == 3, fd\n"
+        "child = native.spawn(box.spec(['sh', '-c', 'exit 5'], init=True))\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(child.pid, 0)[1]))\n")
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=TOP,
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "5\n"), r.stderr
