@@ -71,6 +71,7 @@ def test_environment_order_and_overrides():
 
 from pyd import errors  # noqa: E402
 from pyd.engine import caps as engine_caps  # noqa: E402
+from pyd.engine import launchopts  # noqa: E402
 from pyd.engine import plan as engine_plan  # noqa: E402
 from pyd.runtime import caps as capabilities  # noqa: E402
 from pyd.runtime.spec import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, tmpfs_entries, tmpfs_options  # noqa: E402
@@ -160,9 +161,9 @@ def test_tmpfs_from_the_host_config():
                        {"Type": "tmpfs", "Target": "/y", "ReadOnly": True, "TmpfsOptions": {"SizeBytes": 1000}},
                        {"Type": "tmpfs", "Target": "/z"},
                        {"Type": "bind", "Source": "/h", "Target": "/b"}]}
-    assert engine_plan.tmpfs(host) == [("/run", "size=64m"), ("/x", "mode=1777,size=64m"),
+    assert launchopts.tmpfs(host) == [("/run", "size=64m"), ("/x", "mode=1777,size=64m"),
                                        ("/y", "ro,size=1000"), ("/z", "")]
-    assert engine_plan.tmpfs({}) == []
+    assert launchopts.tmpfs({}) == []
 
 
 @pytest.mark.parametrize("host", [
@@ -178,17 +179,17 @@ def test_tmpfs_from_the_host_config():
 ])
 def test_bad_launch_options_are_refused_at_create(host):
     with pytest.raises(errors.BadParameter):
-        engine_plan.check(host)
+        launchopts.check(host)
 
 
 def test_network_modes_and_cpus():
-    assert [engine_plan.network({"NetworkMode": m}) for m in ("host", "none", "bridge", "default", "")] == \
+    assert [launchopts.network({"NetworkMode": m}) for m in ("host", "none", "bridge", "default", "")] == \
         ["host", "none", "loopback", "loopback", "loopback"]
-    assert engine_plan.network({}) == "loopback"
-    assert engine_plan.cpu({"NanoCpus": 1_500_000_000, "CpuShares": 512}) == (512, 150000, 100000)
-    assert engine_plan.cpu({"CpuQuota": 20000, "CpuPeriod": 50000}) == (0, 20000, 50000)
-    assert engine_plan.cpu({}) == (0, 0, 0)
-    engine_plan.check({})
+    assert launchopts.network({}) == "loopback"
+    assert launchopts.cpu({"NanoCpus": 1_500_000_000, "CpuShares": 512}) == (512, 150000, 100000)
+    assert launchopts.cpu({"CpuQuota": 20000, "CpuPeriod": 50000}) == (0, 20000, 50000)
+    assert launchopts.cpu({}) == (0, 0, 0)
+    launchopts.check({})
 
 
 class _Driver:
