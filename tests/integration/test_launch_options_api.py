@@ -2,14 +2,11 @@
 with a HostConfig body, then start, wait and the output (legacy attach logs,
 which serve every container).
 
-These need the modern create (Engine API 1.41 body parsing, the host fields
-kept in the record's "host", engine.plan.check called at create): until the
-daemon serves /v1.41 they are skipped, saying so.
-
 Network: only 127.0.0.1.
 """
 
 import os
+import stat
 import time
 
 import pytest
@@ -23,10 +20,16 @@ CAPS_DEFAULT = "00000000a80425fb"
 
 @pytest.fixture(scope="module")
 def modern(api, busybox):
-    r = api.get("/v1.41/version")
-    if r.status != 200:
-        pytest.skip("needs the modern create (/v1.41/containers/create with HostConfig)")
     return api
+
+
+@pytest.fixture
+def privileged_api(new_daemon, busybox_tar):
+    d = new_daemon(extra_args=["--allow-privileged"]).start()
+    r = d.api.post("/images/create?fromSrc=-&repo=busybox&tag=latest", busybox_tar,
+                   headers={"Content-Type": "application/x-tar"})
+    assert r.status == 200 and b'"error"' not in r.body, r
+    return d.api
 
 
 def create(api, script, host=None, **config):
@@ -69,11 +72,23 @@ def test_unknown_capability_is_400_at_create(modern):
         assert "unknown capability" in r.json()["message"]
 
 
-def test_privileged(modern):
-    out = ok(modern, "cat /proc/self/status; cat /proc/mounts", {"Privileged": True})
+def test_privileged(privileged_api):
+    out = ok(privileged_api, "cat /proc/self/status; cat /proc/mounts; ls /dev",
+             {"Privileged": True})
     assert int(field(out, "CapEff"), 16) == capabilities.mask(capabilities.supported())
     mounts = {l.split()[1]: l.split()[3].split(",") for l in out.splitlines() if len(l.split()) > 3}
     assert "rw" in mounts["/sys"] and "/proc/keys" not in mounts
+    # The host's devices are there (whether they open is the devices cgroup's say).
+    host_devs = {e.name for e in os.scandir("/dev")
+                 if stat.S_ISCHR(e.stat(follow_symlinks=False).st_mode)
+                 or stat.S_ISBLK(e.stat(follow_symlinks=False).st_mode)}
+    assert host_devs - {"console"} <= set(out.split()), out
+
+
+def test_privileged_is_refused_by_default(modern):
+    r = modern.post("/v1.41/containers/create",
+                    {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Privileged": True}})
+    assert r.status == 403, r
 
 
 def test_readonly_rootfs(modern):
@@ -86,10 +101,10 @@ def test_tmpfs_and_tmpfs_mounts(modern):
     out = ok(modern, "cat /proc/mounts",
              {"Tmpfs": {"/run": "size=1m"},
               "Mounts": [{"Type": "tmpfs", "Target": "/scratch",
-                          "TmpfsOptions": {"SizeBytes": 2 << 20, "Mode": 0o1777}}]})
+                          "TmpfsOptions": {"SizeBytes": 2 << 20, "Mode": 0o1770}}]})
     lines = {l.split()[1]: l.split()[3] for l in out.splitlines()}
     assert "size=1024k" in lines["/run"] and "noexec" in lines["/run"]
-    assert "size=2048k" in lines["/scratch"] and "mode=1777" in lines["/scratch"]
+    assert "size=2048k" in lines["/scratch"] and "mode=1770" in lines["/scratch"]
 
 
 def test_bad_tmpfs_is_400_at_create(modern):
