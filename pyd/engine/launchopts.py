@@ -85,10 +85,18 @@ def cpu(host):
     nano = host.get("NanoCpus") or 0
     shares = host.get("CpuShares") or 0
     quota, period = host.get("CpuQuota") or 0, host.get("CpuPeriod") or 0
+    if quota == -1:
+        quota = 0  # the kernel's "no quota"
     for name, v in (("NanoCpus", nano), ("CpuShares", shares), ("CpuQuota", quota),
                     ("CpuPeriod", period)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise errors.BadParameter(f"{name} must be a non-negative integer")
+    # Docker's ranges (the kernel's CFS limits).
+    if 0 < quota < 1000:
+        raise errors.BadParameter("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    if period and not 1000 <= period <= 1000000:
+        raise errors.BadParameter("CPU cfs period can not be less than 1ms (i.e. 1000) "
+                                  "or larger than 1 second (i.e. 1000000)")
     if nano:
         if quota or period:
             raise errors.BadParameter("Conflicting options: Nano CPUs and CPU Period/Quota "

@@ -176,6 +176,7 @@ def test_tmpfs_from_the_host_config():
     {"Mounts": [{"Type": "tmpfs", "Target": "/a", "TmpfsOptions": {"Mode": "1777"}}]},
     {"CapAdd": ["NOPE"]}, {"NetworkMode": "container:abc"}, {"NetworkMode": 5},
     {"NanoCpus": 10**9, "CpuQuota": 50000}, {"CpuShares": -2}, {"NanoCpus": "1"},
+    {"CpuQuota": 999}, {"CpuQuota": -2}, {"CpuPeriod": 999}, {"CpuPeriod": 1000001},
 ])
 def test_bad_launch_options_are_refused_at_create(host):
     with pytest.raises(errors.BadParameter):
@@ -189,6 +190,7 @@ def test_network_modes_and_cpus():
     assert launchopts.cpu({"NanoCpus": 1_500_000_000, "CpuShares": 512}) == (512, 150000, 100000)
     assert launchopts.cpu({"CpuQuota": 20000, "CpuPeriod": 50000}) == (0, 20000, 50000)
     assert launchopts.cpu({}) == (0, 0, 0)
+    assert launchopts.cpu({"CpuQuota": -1, "CpuPeriod": 1000}) == (0, 0, 1000)  # -1: no quota
     launchopts.check({})
 
 
