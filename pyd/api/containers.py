@@ -2,6 +2,7 @@
 
 from .. import errors
 from ..http.messages import Reply, Stream
+from . import cgroupops
 
 
 def list_(req):
@@ -84,6 +85,8 @@ def export(req):
 
 
 def top(req):
+    if req.surface.top_runs_ps:  # 1.4 and later: {Titles, Processes} from the host's ps
+        return cgroupops.top(req)
     return Reply.json(req.surface.top(req.engine.container_top(req.params["id"]), req.arg("ps_args")))
 
 

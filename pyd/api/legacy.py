@@ -22,6 +22,7 @@ class Legacy:
 
     name = "legacy"
     framed_output = False
+    top_runs_ps = False  # v1.3 top lists {PID, Tty, Time, Cmd} from /proc
 
     def __init__(self, version):
         self.version = version
@@ -99,8 +100,9 @@ def human_duration(seconds):
 
 
 def status_string(state, now=None):
-    if state["status"] == "running":
-        return "Up " + human_duration((now or time.time()) - timefmt.iso_to_time(state["started_at"]))
+    if state["status"] in ("running", "paused"):
+        up = "Up " + human_duration((now or time.time()) - timefmt.iso_to_time(state["started_at"]))
+        return up + " (Paused)" if state["status"] == "paused" else up
     return f"Exit {state.get('exit_code', 0)}"
 
 
@@ -119,7 +121,7 @@ def container_inspect(view):
         "Path": d["argv"][0] if d["argv"] else "",
         "Args": list(d["argv"][1:]),
         "Config": createconfig.join(d["config"], d["host"]),  # v1.3's Config holds the host fields
-        "State": {"Running": st["status"] == "running", "Pid": st["pid"], "ExitCode": st["exit_code"],
+        "State": {"Running": st["status"] in ("running", "paused"), "Pid": st["pid"], "ExitCode": st["exit_code"],
                   "StartedAt": st["started_at"], "FinishedAt": st["finished_at"], "Ghost": False,
                   "OOMKilled": st["oom_killed"], "Error": st["error"]},
         "Image": d["image"],

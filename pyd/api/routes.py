@@ -9,7 +9,7 @@ surface, and match its route.
 import re
 
 from .. import errors
-from . import containers, images, misc, versions
+from . import cgroupops, containers, images, misc, versions
 
 ROUTES = [
     ("GET",    "/_ping",                        misc.ping),
@@ -33,6 +33,12 @@ ROUTES = [
     ("POST",   "/containers/{id}/wait",         containers.wait),
     ("DELETE", "/containers/{id}",              containers.delete),
     ("POST",   "/commit",                       containers.commit),
+
+    # cgroups: pause, stats, update (top with ps_args is containers.top's modern branch)
+    ("POST",   "/containers/{id}/pause",        cgroupops.pause),
+    ("POST",   "/containers/{id}/unpause",      cgroupops.unpause),
+    ("GET",    "/containers/{id}/stats",        cgroupops.stats),
+    ("POST",   "/containers/{id}/update",       cgroupops.update),
 
     ("GET",    "/images/json",                  images.list_json),
     ("GET",    "/images/viz",                   images.list_viz),

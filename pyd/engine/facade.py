@@ -24,7 +24,7 @@ from ..store.images import ImageStore, short
 from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
 from ..store.refs import parse_repo_tag, split_name
-from . import createconfig, etcfiles, fsops, lifecycle as lc, mounts, plan as plans
+from . import createconfig, etcfiles, fsops, lifecycle as lc, mounts, plan as plans, resources
 from .events import Bus
 from .fetch import open_url
 from .views import ImageRow, ImageView, container_view
@@ -71,8 +71,8 @@ class Engine:
             self._remove_files(c, remove_volumes=False)
             return
         self.runtime.reap_orphan(c.id)
-        if c.status in (lc.RUNNING, lc.STARTING):
-            code = 137 if c.status == lc.RUNNING else 128
+        if c.status in lc.ALIVE:
+            code = 128 if c.status == lc.STARTING else 137
             self.lifecycle.exited(c, code, error="daemon restarted while the container was running")
             log.info("container %s was running when the daemon stopped; recorded as exited", c.short_id)
 
@@ -308,6 +308,12 @@ class Engine:
             if not c.running:
                 raise errors.Conflict(f"container {c.short_id} is not running")
             self._process(c).signal(sig)
+            if c.paused and sig in (signals.SIGKILL, stop_signal(c)):
+                # As dockerd: the signal waits in the frozen processes; thawing delivers it.
+                try:
+                    self._thaw(c)
+                except errors.PydError as e:
+                    log.warning("%s", e)
 
     def _stop(self, c, timeout):
         """SIGTERM, then SIGKILL after `timeout` seconds; returns when it has exited."""
@@ -429,6 +435,96 @@ class Engine:
             self._tag(img.id, repo, tag, force=True)
         log.info("committed %s as image %s", c.short_id, short(img.id))
         return img.id
+
+    # -- cgroups: pause, stats, update ---------------------------------------
+
+    def container_pause(self, ref):
+        """Freeze every process of a running container (the cgroup freezer)."""
+        c = self.containers.get(ref)
+        with c.lock:
+            self.lifecycle.check(c, lc.PAUSED)
+            try:
+                self._process(c).freeze()
+            except OSError as e:
+                raise errors.PydError(f"Cannot pause container {c.id}: {e.strerror or e}") from e
+            self.lifecycle.paused(c)
+
+    def container_unpause(self, ref):
+        c = self.containers.get(ref)
+        with c.lock:
+            self.lifecycle.check_unpause(c)
+            self._thaw(c)
+
+    def _thaw(self, c):
+        """Thaw a paused container (c.lock held) and record it running again."""
+        try:
+            self._process(c).thaw()
+        except OSError as e:
+            raise errors.PydError(f"Cannot unpause container {c.id}: {e.strerror or e}") from e
+        self.lifecycle.unpaused(c)
+
+    def container_stats(self, ref, stream=False, interval=1.0):
+        """Samples of a container's counters, as an iterator of dicts
+        {"id", "name", "read": RFC 3339 time, "stats": cgroups.Cgroup.stats()
+        or None when the container is not running}. One sample without
+        `stream`; with it, one per `interval` seconds until the container
+        stops (one last sample with stats None, then the end). Looks the
+        container up now, so a 404 comes before any output."""
+        c = self.containers.get(ref)
+        return self._stats_samples(c, stream, interval)
+
+    def _stats_samples(self, c, stream, interval):
+        while True:
+            with c.lock:
+                p = self.runtime.process(c.id) if c.running else None
+            stats = p.stats() if p is not None else None
+            yield {"id": c.id, "name": c.data.get("name") or "", "read": timefmt.now_iso(), "stats": stats}
+            if not stream or stats is None:
+                return
+            # Wakes at once when the container stops: its last sample says so.
+            self.lifecycle.wait_stopped(c, interval)
+
+    def container_update(self, ref, body):
+        """Docker's update: new resource limits and restart policy, stored in
+        the record and applied at once to a running container's cgroup.
+        Returns the warnings (none today)."""
+        c = self.containers.get(ref)
+        with c.lock:
+            if c.status in (lc.REMOVING, lc.REMOVED):
+                raise errors.Conflict(f'Cannot update container {c.id}: container is marked for '
+                                      'removal and cannot be "update"')
+            changes, limits = resources.check_update(body, c.host, len(os.sched_getaffinity(0)))
+            before = dict(c.host)
+            c.host.update(changes)
+            self.containers.save(c)
+            p = self.runtime.process(c.id) if c.running else None
+            if p is not None:
+                try:
+                    p.update(**limits)
+                except OSError as e:
+                    c.host.clear()
+                    c.host.update(before)
+                    self.containers.save(c)
+                    raise errors.PydError(f"Cannot update container {c.id}: {e.strerror or e}") from e
+        self.events.publish("container", "update", c.id)
+        return []
+
+    def container_ps(self, ref, ps_args=None):
+        """The modern top: (titles, rows) of the host's ps, for the container's processes."""
+        c = self.containers.get(ref)
+        with c.lock:
+            if not c.running:
+                raise errors.Conflict(f"Container {c.id} is not running")
+            p = self._process(c)
+        return p.top(ps_args)
+
+
+def stop_signal(c):
+    """The signal stop sends first: the config's StopSignal, else SIGTERM."""
+    try:
+        return parse_signal(c.config.get("StopSignal") or "SIGTERM")
+    except errors.BadParameter:
+        return signals.SIGTERM
 
 
 def parse_signal(sig):

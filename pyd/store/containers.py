@@ -68,7 +68,12 @@ class Container:
 
     @property
     def running(self):
-        return self.status == "running"
+        """Running or paused: a paused container's processes exist (Docker's State.Running)."""
+        return self.status in ("running", "paused")
+
+    @property
+    def paused(self):
+        return self.status == "paused"
 
     def file(self, *names):
         return os.path.join(self.path, *names)
