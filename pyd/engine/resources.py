@@ -66,11 +66,12 @@ def check_update(body, host, ncpus):
                                   f"{ncpus} CPUs available")
     if nano and (period or quota):
         raise errors.BadParameter("Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set")
-    for mine, theirs, what in ((nano, host.get("CpuPeriod"), "Nano CPUs cannot be updated as CPU Period has already been set"),
-                               (nano, host.get("CpuQuota"), "Nano CPUs cannot be updated as CPU Quota has already been set"),
-                               (period, host.get("NanoCpus"), "CPU Period cannot be updated as NanoCPUs has already been set"),
-                               (quota, host.get("NanoCpus"), "CPU Quota cannot be updated as NanoCPUs has already been set")):
-        if mine and theirs:
+    for mine, theirs, what in (
+            (nano, "CpuPeriod", "Nano CPUs cannot be updated as CPU Period has already been set"),
+            (nano, "CpuQuota", "Nano CPUs cannot be updated as CPU Quota has already been set"),
+            (period, "NanoCpus", "CPU Period cannot be updated as NanoCPUs has already been set"),
+            (quota, "NanoCpus", "CPU Quota cannot be updated as NanoCPUs has already been set")):
+        if mine and host.get(theirs):
             raise errors.Conflict("Conflicting options: " + what)
     changes = {k: v for k, v in given.items() if v}
     pids = None

@@ -192,7 +192,8 @@ class Cgroup:
             _write(pids, "max" if pids_limit <= 0 else str(pids_limit))
 
     def _memory_v1(self, memory, memory_swap):
-        limit, memsw = self._file("memory", "memory.limit_in_bytes"), self._file("memory", "memory.memsw.limit_in_bytes")
+        limit = self._file("memory", "memory.limit_in_bytes")
+        memsw = self._file("memory", "memory.memsw.limit_in_bytes")
         if not limit:
             return
         if not os.path.exists(memsw):

@@ -487,3 +487,64 @@ def test_legacy_top_keeps_its_shape(api, started):
     assert r.status == 200, r
     rows = r.json()
     assert isinstance(rows, list) and set(rows[0]) == {"PID", "Tty", "Time", "Cmd"}
+
+
+# -- the daemon going away while a container is paused ---------------------------
+
+CONTROLLERS = ("memory", "pids", "devices", "cpu", "cpuacct", "freezer", "blkio")
+
+
+def leaked(cid):
+    return [c for c in CONTROLLERS if os.path.exists(f"/sys/fs/cgroup/{c}/pyd/{cid}")]
+
+
+def alive(pid):
+    try:
+        return proc_state(pid) != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def import_busybox(api, tar):
+    r = api.post("/images/create?fromSrc=-&repo=busybox&tag=latest", tar,
+                 headers={"Content-Type": "application/x-tar"})
+    assert r.status == 200 and b'"error"' not in r.body, r
+
+
+def test_kill9_with_a_paused_container_and_restart(new_daemon, busybox_tar):
+    """The frozen processes of a dead daemon's container are killed at the next
+    start (a frozen task dies only once thawed) and the record says exited."""
+    d = new_daemon()
+    d.start()
+    import_busybox(d.api, busybox_tar)
+    cid = d.api.create(["sleep", "1000"])
+    d.api.start(cid)
+    pid = inspect(d.api, cid)["State"]["Pid"]
+    assert d.api.post(f"/containers/{cid}/pause").status == 204
+    d.kill9()
+    assert alive(pid) and proc_state(pid) == "D"
+    d2 = new_daemon(root=d.root)
+    d2.start()
+    st = inspect(d2.api, cid)["State"]
+    assert st["Running"] is False and st["ExitCode"] == 137, st
+    assert poll(lambda: not alive(pid), 10), f"pid {pid} survived"
+    assert not leaked(cid)
+    assert d2.stop() == 0
+
+
+def test_graceful_shutdown_stops_a_paused_container(new_daemon, busybox_tar):
+    d = new_daemon()
+    d.start()
+    import_busybox(d.api, busybox_tar)
+    cid = d.api.create(["sh", "-c", 'trap "exit 5" TERM; while true; do sleep 0.1; done'])
+    d.api.start(cid)
+    time.sleep(0.3)
+    pid = inspect(d.api, cid)["State"]["Pid"]
+    assert d.api.post(f"/containers/{cid}/pause").status == 204
+    t0 = time.monotonic()
+    assert d.stop(timeout=60) == 0, d.log()
+    assert time.monotonic() - t0 < 8, "shutdown waited out the grace: SIGTERM was not delivered"
+    assert not alive(pid) and not leaked(cid)
+    with open(os.path.join(d.root, "containers", cid, "container.json")) as f:
+        st = json.load(f)["state"]
+    assert st["status"] == "exited" and st["exit_code"] == 5, st
