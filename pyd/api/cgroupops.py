@@ -1,6 +1,6 @@
-"""The cgroup-backed container endpoints: pause, unpause, stats, update, and
-top with ps_args (Engine API 1.41 shapes; the legacy surface serves them
-too, since v1.3 had no such endpoints)."""
+"""The cgroup-backed container endpoints of the modern surface: pause,
+unpause, stats, update (v1.3 had none of them). top with ps_args is
+containers.top, which asks the surface which kind of top it serves."""
 
 import json
 
@@ -54,10 +54,3 @@ def update(req):
         raise errors.BadParameter("missing update config in the request body")
     warnings = req.engine.container_update(req.params["id"], body)
     return Reply.json({"Warnings": warnings})
-
-
-def top(req):
-    """{Titles, Processes}: the host's ps with ?ps_args= (default -ef), the
-    container's rows only."""
-    titles, rows = req.engine.container_ps(req.params["id"], req.arg("ps_args"))
-    return Reply.json({"Titles": titles, "Processes": rows})

@@ -19,6 +19,7 @@ import pytest
 from tests.pydtest import inspect, kill_quiet, poll, wait_for
 
 MiB = 1024 * 1024
+V = "/v1.41"  # the endpoints are the modern surface's (v1.3 had none of them)
 ZERO_TIME = "0001-01-01T00:00:00Z"
 COUNTER = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done"
 BUSY = "while true; do :; done"
@@ -45,7 +46,7 @@ def started(api, busybox):
         r = api.get(f"/containers/{cid}/json")
         if r.status == 200:
             if r.json()["State"]["Running"]:
-                api.post(f"/containers/{cid}/unpause")
+                api.post(f"{V}/containers/{cid}/unpause")
             kill_quiet(api, cid)
             api.delete(f"/containers/{cid}")
 
@@ -66,7 +67,7 @@ def lines_of(api, cid):
 
 
 def stats(api, cid, query="stream=0&one-shot=1"):
-    r = api.get(f"/containers/{cid}/stats?{query}")
+    r = api.get(f"{V}/containers/{cid}/stats?{query}")
     assert r.status == 200, r
     assert r.headers["Content-Type"] == "application/json"
     return r.json()
@@ -103,7 +104,7 @@ def stream_lines(daemon, path, max_lines, timeout):
 def test_pause_freezes_and_unpause_resumes(api, started):
     cid = started(COUNTER)
     wait_for(lambda: len(lines_of(api, cid)) >= 3, what="the counter to print")
-    r = api.post(f"/containers/{cid}/pause")
+    r = api.post(f"{V}/containers/{cid}/pause")
     assert r.status == 204, r
     assert cg("freezer", cid, "freezer.state") == "FROZEN"
     pids = [int(p) for p in cg("freezer", cid, "cgroup.procs").split()]
@@ -116,7 +117,7 @@ def test_pause_freezes_and_unpause_resumes(api, started):
     time.sleep(0.6)  # six counter periods
     assert lines_of(api, cid) == before, "a paused container went on printing"
 
-    r = api.post(f"/containers/{cid}/unpause")
+    r = api.post(f"{V}/containers/{cid}/unpause")
     assert r.status == 204, r
     assert cg("freezer", cid, "freezer.state") == "THAWED"
     wait_for(lambda: len(lines_of(api, cid)) > len(before) + 2, what="the counter to resume")
@@ -127,38 +128,48 @@ def test_pause_freezes_and_unpause_resumes(api, started):
 def test_pause_and_unpause_conflicts(api, busybox, started):
     created = api.create(["true"])
     try:
-        r = api.post(f"/containers/{created}/pause")
+        r = api.post(f"{V}/containers/{created}/pause")
         assert r.status == 409 and b"is not running" in r.body, r
-        r = api.post(f"/containers/{created}/unpause")
+        r = api.post(f"{V}/containers/{created}/unpause")
         assert r.status == 409 and b"is not paused" in r.body, r
     finally:
         api.delete(f"/containers/{created}")
     cid = started("sleep 60")
-    r = api.post(f"/containers/{cid}/unpause")
+    r = api.post(f"{V}/containers/{cid}/unpause")
     assert r.status == 409 and f"Container {cid} is not paused".encode() in r.body, r
-    assert api.post(f"/containers/{cid}/pause").status == 204
-    r = api.post(f"/containers/{cid}/pause")
+    assert api.post(f"{V}/containers/{cid}/pause").status == 204
+    r = api.post(f"{V}/containers/{cid}/pause")
     assert r.status == 409 and f"Container {cid} is already paused".encode() in r.body, r
     r = api.post(f"/containers/{cid}/start")
     assert r.status == 409, r
     r = api.delete(f"/containers/{cid}")
     assert r.status == 409 and b"paused" in r.body, r
-    assert api.post(f"/containers/{cid}/unpause").status == 204
-    r = api.post(f"/containers/{cid}/unpause")
+    assert api.post(f"{V}/containers/{cid}/unpause").status == 204
+    r = api.post(f"{V}/containers/{cid}/unpause")
     assert r.status == 409, r
 
 
 @pytest.mark.parametrize("path", ["pause", "unpause", "stats?stream=0", "update", "top"])
 def test_unknown_container_is_404(api, path):
     method = api.get if path.startswith(("stats", "top")) else api.post
-    r = method(f"/containers/nosuchcontainer/{path}", **({} if method is api.get else {"body": {}}))
+    r = method(f"{V}/containers/nosuchcontainer/{path}", **({} if method is api.get else {"body": {}}))
     assert r.status == 404, r
+    assert "No such container" in r.json()["message"]
+
+
+@pytest.mark.parametrize("path", ["pause", "unpause", "stats?stream=0", "update"])
+def test_not_on_the_legacy_surface(api, started, path):
+    cid = started("sleep 60")
+    method = api.get if path.startswith("stats") else api.post
+    for prefix in ("", "/v1.3"):
+        r = method(f"{prefix}/containers/{cid}/{path}", **({} if method is api.get else {"body": {}}))
+        assert r.status == 404, (prefix, r)
 
 
 def test_stop_paused_container_delivers_the_signal(api, started):
     cid = started('trap "exit 3" TERM; while true; do sleep 0.1; done')
     time.sleep(0.3)  # the trap is set
-    assert api.post(f"/containers/{cid}/pause").status == 204
+    assert api.post(f"{V}/containers/{cid}/pause").status == 204
     t0 = time.monotonic()
     r = api.post(f"/containers/{cid}/stop?t=20")
     assert r.status == 204, r
@@ -169,7 +180,7 @@ def test_stop_paused_container_delivers_the_signal(api, started):
 
 def test_kill_paused_container(api, started):
     cid = started("sleep 60")
-    assert api.post(f"/containers/{cid}/pause").status == 204
+    assert api.post(f"{V}/containers/{cid}/pause").status == 204
     r = api.post(f"/containers/{cid}/kill")
     assert r.status == 204, r
     assert api.wait(cid, timeout=20) == 137
@@ -182,18 +193,18 @@ def test_other_signal_waits_for_unpause(api, started):
     another signal stays pending until unpause."""
     cid = started('trap "echo got-usr1" USR1; while true; do sleep 0.1; done')
     time.sleep(0.3)
-    assert api.post(f"/containers/{cid}/pause").status == 204
+    assert api.post(f"{V}/containers/{cid}/pause").status == 204
     assert api.post(f"/containers/{cid}/kill?signal=USR1").status == 204
     time.sleep(0.3)
     assert cg("freezer", cid, "freezer.state") == "FROZEN"
     assert b"got-usr1" not in api.logs(cid)
-    assert api.post(f"/containers/{cid}/unpause").status == 204
+    assert api.post(f"{V}/containers/{cid}/unpause").status == 204
     wait_for(lambda: b"got-usr1" in api.logs(cid), what="the USR1 trap after unpause")
 
 
 def test_force_delete_of_paused_container(api, started):
     cid = started("sleep 60")
-    assert api.post(f"/containers/{cid}/pause").status == 204
+    assert api.post(f"{V}/containers/{cid}/pause").status == 204
     r = api.delete(f"/containers/{cid}?force=1")
     assert r.status == 204, r
     assert api.get(f"/containers/{cid}/json").status == 404
@@ -260,16 +271,16 @@ def test_stats_of_a_stopped_container_are_empty(api, busybox):
 
 def test_stats_bad_arguments(api, started):
     cid = started("sleep 60")
-    r = api.get(f"/containers/{cid}/stats?stream=1&one-shot=1")
+    r = api.get(f"{V}/containers/{cid}/stats?stream=1&one-shot=1")
     assert r.status == 400, r
-    r = api.get(f"/containers/{cid}/stats?stream=maybe")
+    r = api.get(f"{V}/containers/{cid}/stats?stream=maybe")
     assert r.status == 400, r
 
 
 def test_stats_stream_one_a_second(daemon, api, started):
     cid = started(BUSY)
     t0 = time.monotonic()
-    objs, ended = stream_lines(daemon, f"/containers/{cid}/stats", 3, timeout=10)
+    objs, ended = stream_lines(daemon, f"{V}/containers/{cid}/stats", 3, timeout=10)
     took = time.monotonic() - t0
     assert len(objs) == 3 and not ended
     assert took >= 1.5, took  # the 2nd and 3rd object come a second apart
@@ -284,7 +295,7 @@ def test_stats_stream_one_a_second(daemon, api, started):
 
 def test_stats_stream_ends_when_the_container_stops(daemon, api, started):
     cid = started("sleep 2")
-    objs, ended = stream_lines(daemon, f"/containers/{cid}/stats?stream=1", 20, timeout=15)
+    objs, ended = stream_lines(daemon, f"{V}/containers/{cid}/stats?stream=1", 20, timeout=15)
     assert ended, "the stream did not end with the container"
     assert 1 <= len(objs) <= 6
     assert objs[-1]["read"] == ZERO_TIME  # the last one says the container is gone
@@ -293,7 +304,7 @@ def test_stats_stream_ends_when_the_container_stops(daemon, api, started):
 
 def test_stats_paused_container(api, started):
     cid = started("sleep 60")
-    assert api.post(f"/containers/{cid}/pause").status == 204
+    assert api.post(f"{V}/containers/{cid}/pause").status == 204
     s = stats(api, cid)
     assert s["memory_stats"]["usage"] > 0 and s["pids_stats"]["current"] >= 1
 
@@ -304,13 +315,13 @@ def test_update_memory_of_a_running_container(api, started):
     cid = started("sleep 60", Memory=64 * MiB)
     assert int(cg("memory", cid, "memory.limit_in_bytes")) == 64 * MiB
     assert int(cg("memory", cid, "memory.memsw.limit_in_bytes")) == 128 * MiB
-    r = api.post(f"/containers/{cid}/update", {"Memory": 200 * MiB, "MemorySwap": 400 * MiB})
+    r = api.post(f"{V}/containers/{cid}/update", {"Memory": 200 * MiB, "MemorySwap": 400 * MiB})
     assert r.status == 200, r
     assert r.json() == {"Warnings": []}
     assert int(cg("memory", cid, "memory.limit_in_bytes")) == 200 * MiB
     assert int(cg("memory", cid, "memory.memsw.limit_in_bytes")) == 400 * MiB
     # down again: the order of the two writes must follow the kernel's rule
-    r = api.post(f"/containers/{cid}/update", {"Memory": 32 * MiB, "MemorySwap": 48 * MiB})
+    r = api.post(f"{V}/containers/{cid}/update", {"Memory": 32 * MiB, "MemorySwap": 48 * MiB})
     assert r.status == 200, r
     assert int(cg("memory", cid, "memory.limit_in_bytes")) == 32 * MiB
     assert int(cg("memory", cid, "memory.memsw.limit_in_bytes")) == 48 * MiB
@@ -318,25 +329,25 @@ def test_update_memory_of_a_running_container(api, started):
     assert cfg["Memory"] == 32 * MiB and cfg["MemorySwap"] == 48 * MiB  # stored in the record
     assert stats(api, cid)["memory_stats"]["limit"] == 32 * MiB
     # more memory than memory+swap, without a new swap: Docker's conflict
-    r = api.post(f"/containers/{cid}/update", {"Memory": 64 * MiB})
+    r = api.post(f"{V}/containers/{cid}/update", {"Memory": 64 * MiB})
     assert r.status == 409, r
     assert int(cg("memory", cid, "memory.limit_in_bytes")) == 32 * MiB
 
 
 def test_update_cpu_of_a_running_container(api, started):
     cid = started("sleep 60")
-    r = api.post(f"/containers/{cid}/update", {"CpuShares": 512, "CpuPeriod": 50000, "CpuQuota": 25000})
+    r = api.post(f"{V}/containers/{cid}/update", {"CpuShares": 512, "CpuPeriod": 50000, "CpuQuota": 25000})
     assert r.status == 200, r
     assert cg("cpu", cid, "cpu.shares") == "512"
     assert cg("cpu", cid, "cpu.cfs_period_us") == "50000"
     assert cg("cpu", cid, "cpu.cfs_quota_us") == "25000"
-    r = api.post(f"/containers/{cid}/update", {"NanoCpus": 500_000_000})
+    r = api.post(f"{V}/containers/{cid}/update", {"NanoCpus": 500_000_000})
     assert r.status == 409, r  # NanoCpus after CpuQuota: Docker's conflict
 
 
 def test_update_nano_cpus_throttles(api, started):
     cid = started(BUSY)
-    r = api.post(f"/containers/{cid}/update", {"NanoCpus": 200_000_000})
+    r = api.post(f"{V}/containers/{cid}/update", {"NanoCpus": 200_000_000})
     assert r.status == 200, r
     assert cg("cpu", cid, "cpu.cfs_period_us") == "100000"
     assert cg("cpu", cid, "cpu.cfs_quota_us") == "20000"
@@ -351,7 +362,7 @@ def test_update_pids_limit_bounds_a_fork_bomb(api, started, tmp_path):
     cid = started("while [ ! -e /x/go ]; do sleep 0.05; done; "
                   "(for i in $(seq 100); do sleep 5 & done); echo forked; exec sleep 60",
                   body={"Binds": [f"{tmp_path}:/x"]})
-    r = api.post(f"/containers/{cid}/update", {"PidsLimit": 20})
+    r = api.post(f"{V}/containers/{cid}/update", {"PidsLimit": 20})
     assert r.status == 200, r
     assert cg("pids", cid, "pids.max") == "20"
     (tmp_path / "go").write_text("")
@@ -362,14 +373,14 @@ def test_update_pids_limit_bounds_a_fork_bomb(api, started, tmp_path):
     s = stats(api, cid)["pids_stats"]
     assert s["limit"] == 20 and 10 <= s["current"] <= 20
     # lifted again
-    assert api.post(f"/containers/{cid}/update", {"PidsLimit": 0}).status == 200
+    assert api.post(f"{V}/containers/{cid}/update", {"PidsLimit": 0}).status == 200
     assert cg("pids", cid, "pids.max") == "max"
 
 
 def test_update_of_a_stopped_container_applies_at_start(api, busybox):
     cid = api.create(["sh", "-c", "sleep 60"], Memory=64 * MiB)
     try:
-        r = api.post(f"/containers/{cid}/update", {"Memory": 100 * MiB, "MemorySwap": 150 * MiB})
+        r = api.post(f"{V}/containers/{cid}/update", {"Memory": 100 * MiB, "MemorySwap": 150 * MiB})
         assert r.status == 200, r
         api.start(cid)
         assert int(cg("memory", cid, "memory.limit_in_bytes")) == 100 * MiB
@@ -394,7 +405,7 @@ def test_update_of_a_stopped_container_applies_at_start(api, busybox):
 ])
 def test_update_bad_values_are_400(api, started, body):
     cid = started("sleep 60")
-    r = api.post(f"/containers/{cid}/update", body)
+    r = api.post(f"{V}/containers/{cid}/update", body)
     assert r.status == 400, r
     assert cg("cpu", cid, "cpu.cfs_quota_us") == "-1"
 
@@ -406,7 +417,7 @@ def test_update_with_docker_cli_zeros_and_restart_policy(daemon, api, started):
             "BlkioWeightDevice": None, "CpusetCpus": "", "Devices": None, "Ulimits": None,
             "MemorySwappiness": None, "OomKillDisable": None, "PidsLimit": None, "KernelMemory": 0,
             "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2}}
-    r = api.post(f"/containers/{cid}/update", body)
+    r = api.post(f"{V}/containers/{cid}/update", body)
     assert r.status == 200, r
     with open(os.path.join(daemon.root, "containers", cid, "container.json")) as f:
         host = json.load(f)["host"]
@@ -417,10 +428,6 @@ def test_update_with_docker_cli_zeros_and_restart_policy(daemon, api, started):
 
 
 # -- top with ps_args ------------------------------------------------------------
-
-def modern(api):
-    return api.get("/v1.41/_ping").status == 200
-
 
 def top(api, cid, ps_args=None):
     q = "" if ps_args is None else "?ps_args=" + ps_args.replace(" ", "%20")
@@ -448,8 +455,6 @@ def test_ps_top_of_a_container_keeps_its_rows_only(api, started):
 
 
 def test_top_with_ps_args(api, started):
-    if not modern(api):
-        pytest.skip("the 1.41 surface is not merged into this branch yet")
     cid = started("sleep 61 & sleep 62 & wait")
     wait_for(lambda: len(cg("pids", cid, "cgroup.procs").split()) == 3, what="three processes")
     r = top(api, cid)
@@ -469,10 +474,8 @@ def test_top_with_ps_args(api, started):
 
 
 def test_top_of_paused_and_stopped_containers(api, started):
-    if not modern(api):
-        pytest.skip("the 1.41 surface is not merged into this branch yet")
     cid = started("sleep 60")
-    assert api.post(f"/containers/{cid}/pause").status == 204
+    assert api.post(f"{V}/containers/{cid}/pause").status == 204
     r = top(api, cid)
     assert r.status == 200 and len(r.json()["Processes"]) == 1, r
     assert api.post(f"/containers/{cid}/kill").status == 204
@@ -520,7 +523,7 @@ def test_kill9_with_a_paused_container_and_restart(new_daemon, busybox_tar):
     cid = d.api.create(["sleep", "1000"])
     d.api.start(cid)
     pid = inspect(d.api, cid)["State"]["Pid"]
-    assert d.api.post(f"/containers/{cid}/pause").status == 204
+    assert d.api.post(f"{V}/containers/{cid}/pause").status == 204
     d.kill9()
     assert alive(pid) and proc_state(pid) == "D"
     d2 = new_daemon(root=d.root)
@@ -540,7 +543,7 @@ def test_graceful_shutdown_stops_a_paused_container(new_daemon, busybox_tar):
     d.api.start(cid)
     time.sleep(0.3)
     pid = inspect(d.api, cid)["State"]["Pid"]
-    assert d.api.post(f"/containers/{cid}/pause").status == 204
+    assert d.api.post(f"{V}/containers/{cid}/pause").status == 204
     t0 = time.monotonic()
     assert d.stop(timeout=60) == 0, d.log()
     assert time.monotonic() - t0 < 8, "shutdown waited out the grace: SIGTERM was not delivered"

@@ -26,7 +26,8 @@ class _Records:
 def _running(tmp_path):
     store, bus = _Records(), Bus()
     life = lc.Lifecycle(store, bus)
-    c = Container({"id": "a" * 64, "image": "b" * 64, "state": lc.new_state()}, str(tmp_path))
+    c = Container({"id": "a" * 64, "name": "web", "image": "b" * 64, "config": {"Image": "busybox"},
+                   "state": lc.new_state()}, str(tmp_path))
     life.created(c)
     life.starting(c)
     life.running(c, 42)
@@ -59,7 +60,8 @@ def test_pause_unpause_moves_and_events(tmp_path):
 
 def test_unpause_of_a_starting_container_is_refused(tmp_path):
     life = lc.Lifecycle(_Records(), Bus())
-    c = Container({"id": "a" * 64, "image": "b" * 64, "state": lc.new_state()}, str(tmp_path))
+    c = Container({"id": "a" * 64, "name": "web", "image": "b" * 64, "config": {"Image": "busybox"},
+                   "state": lc.new_state()}, str(tmp_path))
     life.created(c)
     life.starting(c)
     with pytest.raises(errors.Conflict, match="not paused"):
