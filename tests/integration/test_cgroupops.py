@@ -551,3 +551,81 @@ def test_graceful_shutdown_stops_a_paused_container(new_daemon, busybox_tar):
     with open(os.path.join(d.root, "containers", cid, "container.json")) as f:
         st = json.load(f)["state"]
     assert st["status"] == "exited" and st["exit_code"] == 5, st
+
+
+# -- events and the docker CLI ------------------------------------------------------
+
+def container_events(api, cid, since):
+    r = api.get(f"{V}/events?since={since}&until={int(time.time()) + 1}", timeout=20)
+    assert r.status == 200, r
+    evs = [json.loads(line) for line in r.body.splitlines() if line.strip()]
+    return [e["Action"] for e in evs if e.get("Type") == "container" and e["Actor"]["ID"] == cid]
+
+
+def test_pause_unpause_and_update_events(api, started):
+    since = int(time.time()) - 1
+    cid = started("sleep 60")
+    assert api.post(f"{V}/containers/{cid}/pause").status == 204
+    assert api.post(f"{V}/containers/{cid}/unpause").status == 204
+    assert api.post(f"{V}/containers/{cid}/update", {"CpuShares": 256}).status == 200
+    assert api.post(f"{V}/containers/{cid}/pause").status == 204
+    assert api.post(f"{V}/containers/{cid}/kill").status == 204
+    api.wait(cid)
+    actions = [a for a in container_events(api, cid, since) if a in ("pause", "unpause", "update", "die")]
+    assert actions == ["pause", "unpause", "update", "pause", "unpause", "die"], actions
+
+
+DOCKER = "/usr/local/bin/docker"
+
+
+@pytest.fixture
+def docker(daemon, tmp_path):
+    if not os.access(DOCKER, os.X_OK):
+        pytest.skip("no docker CLI on this machine")
+
+    def run(*args, timeout=60):
+        import subprocess
+        r = subprocess.run([DOCKER, "-H", f"tcp://127.0.0.1:{daemon.port}", *args], capture_output=True,
+                           text=True, timeout=timeout,
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path)})
+        return r.returncode, r.stdout, r.stderr
+
+    return run
+
+
+def test_docker_cli_pause_unpause_stats_top_update(api, docker, started):
+    cid = started(BUSY, Memory=64 * MiB)
+    assert docker("pause", cid)[0] == 0
+    assert cg("freezer", cid, "freezer.state") == "FROZEN"
+    code, out, _ = docker("inspect", "-f", "{{.State.Status}} {{.State.Paused}} {{.State.Running}}", cid)
+    assert (code, out.strip()) == (0, "paused true true")
+    code, _, err = docker("pause", cid)
+    assert code == 1 and "is already paused" in err
+    assert docker("unpause", cid)[0] == 0
+    code, _, err = docker("unpause", cid)
+    assert code == 1 and "is not paused" in err
+
+    code, out, err = docker("stats", "--no-stream", "--format", "{{json .}}", cid)
+    assert code == 0, err
+    row = json.loads(out)
+    assert row["ID"] == cid[:12] and row["MemUsage"].endswith("/ 64MiB") and row["PIDs"] == "1", row
+    assert float(row["CPUPerc"].rstrip("%")) > 10, row  # a busy loop, over a second
+
+    code, out, _ = docker("top", cid, "-o", "pid,comm")
+    assert code == 0 and out.split() == ["PID", "COMMAND", str(inspect(api, cid)["State"]["Pid"]), "sh"], out
+    code, out, _ = docker("top", cid, "aux")
+    assert code == 0 and out.split()[:2] == ["USER", "PID"]
+
+    code, _, err = docker("update", "--memory", "100m", "--memory-swap", "200m", "--cpus", "0.5",
+                          "--pids-limit", "50", cid)
+    assert code == 0, err
+    assert int(cg("memory", cid, "memory.limit_in_bytes")) == 100 * MiB
+    assert int(cg("memory", cid, "memory.memsw.limit_in_bytes")) == 200 * MiB
+    assert cg("cpu", cid, "cpu.cfs_quota_us") == "50000" and cg("pids", cid, "pids.max") == "50"
+    code, out, _ = docker("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}", cid)
+    assert out.split() == [str(100 * MiB), "500000000", "50"], out
+
+    assert docker("pause", cid)[0] == 0
+    code, _, err = docker("stop", "-t", "5", cid)
+    assert code == 0, err
+    assert not inspect(api, cid)["State"]["Running"]
