@@ -629,3 +629,29 @@ def test_docker_cli_pause_unpause_stats_top_update(api, docker, started):
     code, _, err = docker("stop", "-t", "5", cid)
     assert code == 0, err
     assert not inspect(api, cid)["State"]["Running"]
+
+
+def test_docker_sdk_pause_stats_update_top(daemon, api, started):
+    docker_sdk = pytest.importorskip("docker")
+    cid = started("sleep 60")
+    client = docker_sdk.DockerClient(base_url=f"tcp://127.0.0.1:{daemon.port}", version="auto", timeout=30)
+    try:
+        c = client.containers.get(cid)
+        c.pause()
+        c.reload()
+        assert c.status == "paused"
+        c.unpause()
+        s = c.stats(stream=False)
+        assert s["id"] == cid and s["memory_stats"]["usage"] > 0 and s["precpu_stats"]["cpu_usage"]["total_usage"] > 0
+        s = c.stats(stream=False, one_shot=True)
+        assert s["precpu_stats"]["cpu_usage"]["total_usage"] == 0
+        frames = c.stats(decode=True)
+        first = next(frames)
+        frames.close()
+        assert first["id"] == cid
+        assert c.update(mem_limit="80m", memswap_limit="160m") == {"Warnings": []}
+        assert int(cg("memory", cid, "memory.limit_in_bytes")) == 80 * MiB
+        t = c.top(ps_args="-o pid,args")
+        assert t["Titles"] == ["PID", "COMMAND"] and t["Processes"][0][1] == "sleep 60", t
+    finally:
+        client.close()
