@@ -439,14 +439,18 @@ def test_ps_top_of_a_container_keeps_its_rows_only(api, started):
     from pyd.runtime import procs
     cid = started("sleep 61 & sleep 62 & wait")
     pid = inspect(api, cid)["State"]["Pid"]
-    pids = wait_for(lambda: (lambda p: p if len(p) == 3 else None)(
-        {int(x) for x in cg("pids", cid, "cgroup.procs").split()}), what="three processes")
+    want = ["sh -c sleep 61 & sleep 62 & wait", "sleep 61", "sleep 62"]
+
+    def settled():  # both children forked and exec'd (a forked child is "sh" until its exec)
+        pids = {int(x) for x in cg("pids", cid, "cgroup.procs").split()}
+        return pids if sorted(r[-1] for r in procs.top(pids, None)[1]) == want else None
+
+    pids = wait_for(settled, what="the two sleeps")
     titles, rows = procs.top(pids, None)
     assert titles == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
     assert sorted(int(r[1]) for r in rows) == sorted(pids)
     assert all(len(r) == len(titles) for r in rows)
-    cmds = sorted(r[-1] for r in rows)
-    assert cmds == ["sh -c sleep 61 & sleep 62 & wait", "sleep 61", "sleep 62"], cmds
+    assert sorted(r[-1] for r in rows) == want
     assert [r for r in rows if int(r[1]) == pid][0][-1].startswith("sh -c")
     titles, rows = procs.top(pids, "-o pid,comm")
     assert titles == ["PID", "COMMAND"] and sorted(r[1] for r in rows) == ["sh", "sleep", "sleep"]
@@ -456,7 +460,8 @@ def test_ps_top_of_a_container_keeps_its_rows_only(api, started):
 
 def test_top_with_ps_args(api, started):
     cid = started("sleep 61 & sleep 62 & wait")
-    wait_for(lambda: len(cg("pids", cid, "cgroup.procs").split()) == 3, what="three processes")
+    wait_for(lambda: sorted(p[1] for p in top(api, cid, "-o pid,comm").json()["Processes"]) == ["sh", "sleep", "sleep"],
+             what="the two sleeps")
     r = top(api, cid)
     assert r.status == 200, r
     body = r.json()
