@@ -40,9 +40,9 @@ def check_update(body, host, ncpus):
             raise errors.BadParameter(f"pyd cannot update {k}")
     given = {k: _int(body, k) for k in INT_FIELDS}
     memory, swap = given["Memory"], given["MemorySwap"]
-    if memory < -1 or swap < -1:
-        raise errors.BadParameter("Memory and MemorySwap must not be negative (-1 means unlimited)")
-    if 0 < memory < MIN_MEMORY:
+    if swap < -1:
+        raise errors.BadParameter("MemorySwap must not be negative (-1 means unlimited swap)")
+    if memory < 0 or 0 < memory < MIN_MEMORY:
         raise errors.BadParameter(f"Minimum memory limit allowed is {MIN_MEMORY >> 20}MB")
     old_swap = host.get("MemorySwap") or 0
     if memory > 0 and swap == 0 and old_swap > 0 and memory > old_swap:
@@ -61,7 +61,7 @@ def check_update(body, host, ncpus):
                                   "than 1 second (i.e. 1000000)")
     if quota and quota != -1 and quota < 1000:
         raise errors.BadParameter("CPU cfs quota can not be less than 1ms (i.e. 1000)")
-    if nano and not 0 < nano <= ncpus * 10**9:
+    if nano and not 10**7 <= nano <= ncpus * 10**9:
         raise errors.BadParameter(f"Range of CPUs is from 0.01 to {ncpus}.00, as there are only "
                                   f"{ncpus} CPUs available")
     if nano and (period or quota):

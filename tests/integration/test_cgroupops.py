@@ -302,6 +302,27 @@ def test_stats_stream_ends_when_the_container_stops(daemon, api, started):
     assert all(o["read"] != ZERO_TIME for o in objs[:-1])
 
 
+def test_dropped_stats_streams_end_their_threads(daemon, api, started):
+    cid = started("sleep 60")
+    def tasks():
+        return len(os.listdir(f"/proc/{daemon.proc.pid}/task"))
+
+    time.sleep(0.3)  # the threads of the requests before this one have ended
+    base = tasks()
+    socks = []
+    for _ in range(5):
+        s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+        s.sendall(f"GET {V}/containers/{cid}/stats HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert b" 200 " in s.recv(4096)
+        socks.append(s)
+    assert tasks() >= base + 5
+    for s in socks:
+        s.close()
+    # each stream notices at its next write, a second later at most
+    assert poll(lambda: tasks() <= base + 1, 10), (base, tasks())
+    assert api.get(f"{V}/containers/{cid}/stats?stream=0&one-shot=1").status == 200
+
+
 def test_stats_paused_container(api, started):
     cid = started("sleep 60")
     assert api.post(f"{V}/containers/{cid}/pause").status == 204

@@ -109,6 +109,8 @@ def test_update_pids_limit_zero_lifts_it():
     ({"RestartPolicy": {"Name": "always"}}, {"AutoRemove": True}, errors.Conflict),
     ({"MemorySwap": 100 * MiB}, {}, errors.BadParameter),     # swap without memory
     ({"Memory": True}, {}, errors.BadParameter),
+    ({"Memory": -1}, {}, errors.BadParameter),                # Docker's minimum applies to -1 too
+    ({"NanoCpus": 10**6}, {}, errors.BadParameter),           # below 0.01 cpu
     ({"CpuShares": -5}, {}, errors.BadParameter),
     ({"CpusetCpus": "0-1"}, {}, errors.BadParameter),
     ({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": -1}}, {}, errors.BadParameter),
