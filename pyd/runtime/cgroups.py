@@ -351,6 +351,8 @@ class Cgroup:
         except OSError:
             lines = []
         for line in lines:
+            if not line.strip():
+                continue
             dev, *pairs = line.split()
             major, _, minor = dev.partition(":")
             kv = dict(p.partition("=")[::2] for p in pairs)

@@ -2,6 +2,8 @@
 state machine, Docker's update rules, the ContainerStats shape, ps output
 parsing and the cgroup file parsers."""
 
+import errno
+
 import pytest
 
 from pyd import errors
@@ -232,3 +234,59 @@ def test_system_cpu_usage_grows():
     a = cgroups.system_cpu_usage()
     sum(range(10**6))
     assert cgroups.system_cpu_usage() >= a > 0
+
+
+# -- cgroup v2, on a hand-made tree (this machine runs v1) ---------------------------
+
+@pytest.fixture
+def v2_tree(tmp_path, monkeypatch):
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    d = tmp_path / "pyd" / "c1"
+    d.mkdir(parents=True)
+    for name, text in {"memory.max": "max\n", "memory.swap.max": "max\n", "pids.max": "max\n",
+                       "cpu.weight": "100\n", "cpu.max": "max 100000\n", "cgroup.freeze": "0\n",
+                       "cgroup.events": "populated 1\nfrozen 1\n",
+                       "cpu.stat": "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 4\n"
+                                   "nr_throttled 2\nthrottled_usec 30\n",
+                       "memory.current": "8192\n", "memory.stat": "anon 4096\nfile 4096\n",
+                       "memory.events": "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+                       "pids.current": "3\n",
+                       "io.stat": "8:0 rbytes=4096 wbytes=512 rios=2 wios=1 dbytes=0 dios=0\n\n"}.items():
+        (d / name).write_text(text)
+    monkeypatch.setattr(cgroups, "V2_ROOT", str(tmp_path))
+    return d
+
+
+def test_v2_limits_freeze_and_counters(v2_tree):
+    cg = cgroups.Cgroup("c1")
+    assert cg.version == 2 and cg.dirs == [str(v2_tree)]
+    cg.create(64 * MiB, 128 * MiB, pids_limit=20, cpu_shares=512, cpu_quota=50000)
+    read = lambda name: (v2_tree / name).read_text()  # noqa: E731
+    assert read("memory.max") == str(64 * MiB)
+    assert read("memory.swap.max") == str(64 * MiB)   # v2 limits the swap alone
+    assert read("pids.max") == "20" and read("cpu.weight") == str(cgroups.shares_to_weight(512))
+    assert read("cpu.max") == "50000 100000"
+    cg.update(cpu_period=200000, pids_limit=0, memory_swap=-1)
+    assert read("cpu.max") == "50000 200000" and read("pids.max") == "max" and read("memory.swap.max") == "max"
+    cg.freeze()
+    assert read("cgroup.freeze") == "1" and cg.frozen()
+    cg.thaw()
+    assert read("cgroup.freeze") == "0"
+    s = cg.stats()
+    assert s["cpu"] == {"total": 1_500_000, "percpu": [], "user": 1_000_000, "system": 500_000,
+                        "throttling": {"periods": 4, "throttled_periods": 2, "throttled_time": 30_000}}
+    assert s["memory"]["usage"] == 8192 and s["memory"]["failcnt"] == 1 and s["memory"]["stat"]["anon"] == 4096
+    assert s["memory"]["limit"] == 64 * MiB
+    assert s["pids"] == {"current": 3, "limit": 0}
+    assert s["blkio"]["io_service_bytes_recursive"] == [
+        {"major": 8, "minor": 0, "op": "read", "value": 4096}, {"major": 8, "minor": 0, "op": "write", "value": 512}]
+    assert s["blkio"]["io_serviced_recursive"][0]["value"] == 2
+    assert cg.oom_killed()
+
+
+def test_v2_freeze_gives_up_and_thaws(v2_tree):
+    (v2_tree / "cgroup.events").write_text("populated 1\nfrozen 0\n")
+    cg = cgroups.Cgroup("c1")
+    with pytest.raises(OSError) as e:
+        cg.freeze(timeout=0.05)
+    assert e.value.errno == errno.EBUSY and (v2_tree / "cgroup.freeze").read_text() == "0"
