@@ -133,6 +133,7 @@ class Engine:
             states[key] += 1
         os_name, os_version = sysinfo.os_release()
         return {
+            "version": __version__,
             "containers": self.containers.count(),
             "states": states,
             "images": self.images.count(),
@@ -301,7 +302,7 @@ class Engine:
         image = self.images.resolve(cfg["Image"])
         cfg = createconfig.merge(cfg, image.run_config)
         warnings = []
-        if (cfg.get("NetworkMode") or "default") in ("default", "bridge"):
+        if cfg.get("NetworkMode") in ("default", "bridge"):
             warnings.append("pyd has no bridge network yet: the container gets a private network "
                             "namespace with loopback only")
         if cfg.get("PortBindings") or cfg.get("PublishAllPorts"):
@@ -497,6 +498,7 @@ class Engine:
                 raise errors.PydError(f"Cannot start container {c.short_id}: {e.strerror or e}") from e
             raise
         self.lifecycle.running(c, proc.pid)
+        self._volume_events(c, "mount")
         threading.Thread(target=self._watch, args=(c, proc), name=f"monitor-{c.short_id}",
                          daemon=True).start()
 
@@ -510,6 +512,7 @@ class Engine:
                 self.events.publish("container", "oom", c.id, image=c.config.get("Image"), name=c.name)
             self.lifecycle.exited(c, ex.code, ex.oom_killed)
             self.runtime.release(proc)
+            self._volume_events(c, "unmount")
             again = not self.shutting_down and wants_restart(c, ex.code)
         if again:
             self.restarts.schedule(c, time.monotonic() - started)
@@ -684,6 +687,7 @@ class Engine:
             if stdin and stream and c.config.get("OpenStdin") and (c.running or waiting):
                 min_run = self.runtime.runs(c.id) + (1 if waiting else 0)
                 target = attaching.StdinTarget(self.runtime, c.id, min_run, bool(c.config.get("StdinOnce")))
+        self._event(c, "attach")
         try:
             attaching.run(conn, c.short_id, replay, sub, target, bool(c.config.get("Tty")), framed,
                           error_format)
@@ -710,6 +714,16 @@ class Engine:
         out = p.processes()
         self._event(c, "top")
         return out
+
+    def _volume_events(self, c, action):
+        """dockerd's volume mount/unmount events, for the volumes (not binds) of `c`."""
+        for m in c.data.get("mounts") or []:
+            name = self.volumes.name_of(m["source"])
+            if name and m["kind"] != "bind":
+                attrs = {"container": c.id, "driver": "local"}
+                if action == "mount":
+                    attrs.update(destination=m["target"], propagation="", **{"read/write": str(m["rw"]).lower()})
+                self.events.publish("volume", action, name, **attrs)
 
     def _event(self, c, action, **attrs):
         self.events.publish("container", action, c.id, image=c.config.get("Image") or c.image, name=c.name,
@@ -824,6 +838,7 @@ class Engine:
                 continue
             names.append(v["name"])
             reclaimed += size
+        self.events.publish("volume", "prune", "", reclaimed=reclaimed)
         return names, reclaimed
 
     def disk_usage(self):
@@ -848,7 +863,9 @@ class Engine:
     def container_export(self, ref):
         """A producer that writes the container's filesystem as a tar."""
         c = self.containers.get(ref)
-        return fsops.export(self._stack(c)[2])
+        producer = fsops.export(self._stack(c)[2])
+        self._event(c, "export")
+        return producer
 
     def commit(self, ref, repo, tag, comment, author, body, changes=None, pause=False):
         """Commit a container's changes as a new image; returns its id.
