@@ -9,7 +9,7 @@ surface, and match its route.
 import re
 
 from .. import errors
-from . import containers, images, misc, versions
+from . import containers, execs, images, misc, versions
 
 ROUTES = [
     ("GET",    "/_ping",                        misc.ping),
@@ -33,6 +33,11 @@ ROUTES = [
     ("POST",   "/containers/{id}/wait",         containers.wait),
     ("DELETE", "/containers/{id}",              containers.delete),
     ("POST",   "/commit",                       containers.commit),
+
+    ("POST",   "/containers/{id}/exec",         execs.create),
+    ("POST",   "/exec/{id}/start",              execs.start),
+    ("POST",   "/exec/{id}/resize",             execs.resize),
+    ("GET",    "/exec/{id}/json",               execs.inspect),
 
     ("GET",    "/images/json",                  images.list_json),
     ("GET",    "/images/viz",                   images.list_viz),
