@@ -472,8 +472,9 @@ def _exec_error(ffi, lib, spec: ExecSpec, step, err, index) -> OSError:
     if step == lib.PYD_STEP_SETNS:
         names = list(spec.ns_names)
         what = f"{names[index]} namespace" if 0 <= index < len(names) else "namespace"
+        what += f": {os.strerror(err).lower()}"
     elif step == lib.PYD_STEP_CWD:
-        what = spec.cwd
+        what = f"{spec.cwd}: {os.strerror(err).lower()}"
     elif step == lib.PYD_STEP_EXEC_CLONE:
         what = "the process in the container's pid namespace"
     elif step == lib.PYD_STEP_NO_NEW_PRIVS:
