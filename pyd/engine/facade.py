@@ -492,9 +492,23 @@ class Engine:
                 missing = isinstance(e, StepError) and e.step == "exec" and e.errno == errno.ENOENT
                 self.execs.update(exec_id, exit_code=127 if missing else 126)
                 if isinstance(e, OSError):
-                    raise errors.PydError(f"exec failed: {e.strerror or e}") from e
-                raise
-            self.execs.update(exec_id, running=True, pid=proc.pid)
+                    e = errors.PydError(f"exec failed: {e.strerror or e}")
+                if conn is None or not isinstance(e, errors.PydError):
+                    raise e
+                failed = e
+            else:
+                failed = None
+                self.execs.update(exec_id, running=True, pid=proc.pid)
+        if failed is not None:
+            # As dockerd: the reason goes in-band, on stdout (framed like output).
+            log.info("exec %s in %s failed: %s", rec.id[:12], c.short_id, failed)
+            text = error_format(str(failed))
+            try:
+                conn.write(attaching.frame(STDOUT, text) if framed and not rec.tty else text)
+            except OSError:
+                pass
+            conn.close_write()
+            return
         self.events.publish("container", f"exec_start: {rec.command}", c.id, execID=rec.id)
         threading.Thread(target=self._watch_exec, args=(c, rec, proc), name=f"exec-{rec.id[:12]}",
                          daemon=True).start()

@@ -443,7 +443,7 @@ def test_docker_cli_exec(cli, box):
     r = cli("exec", "-i", box, "cat", input=b"through stdin\n")
     assert r.returncode == 0 and r.stdout == b"through stdin\n", r
     r = cli("exec", box, "no-such-command")
-    assert r.returncode == 127 and b"executable file not found" in r.stderr, r
+    assert r.returncode == 127 and b"executable file not found" in r.stdout + r.stderr, r
     r = cli("exec", "-d", box, "sleep", "1")
     assert r.returncode == 0, r
 
