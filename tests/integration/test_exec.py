@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.pydtest import kill_quiet, poll
+from tests.pydtest import kill_quiet, nfds, poll, proc_status
 
 DOCKER = "/usr/local/bin/docker"
 NAMESPACES = ("ipc", "uts", "net", "pid", "mnt", "cgroup")
@@ -419,6 +419,62 @@ def test_same_namespaces_cgroups_root_and_capabilities(daemon, api, prefix, mode
 def test_no_fds_leak_into_the_exec(daemon, api, prefix, modern, box):
     out, _, _ = run_exec(daemon, api, prefix, modern, box, ["ls", "/proc/self/fd"])
     assert sorted(out.split()) == ["0", "1", "2", "3"]  # 3: ls's own directory
+
+
+# -- clients that are slow or leave; what the daemon keeps ---------------------
+
+def test_slow_reader_gets_everything(daemon, api, prefix, modern, box):
+    """An exec's one reader holds its output back (as with Docker) rather than
+    being cut off as a slow attach client is."""
+    size = 8 << 20
+    eid = create_exec(api, prefix, box, ["sh", "-c", f"head -c {size} /dev/zero; echo end"], AttachStderr=False)
+    s = Session(daemon.port, prefix, eid)
+    time.sleep(1)  # the process has long filled every buffer by now
+    assert api.get(f"{prefix}/exec/{eid}/json").json()["Running"] is True
+    raw = s.read_all()
+    out = b"".join(d for _, d in deframe(raw)) if modern else raw
+    assert len(out) == size + 4 and out.endswith(b"\0end\n")
+
+
+def test_client_leaving_does_not_stop_the_exec(daemon, api, prefix, modern, box):
+    eid = create_exec(api, prefix, box, ["sh", "-c", "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done; "
+                                                     "touch /tmp/finished"])
+    s = Session(daemon.port, prefix, eid)
+    s.read_until(b"line")
+    s.sock.close()
+    info = poll(lambda: (lambda j: j if not j["Running"] else None)(api.get(f"{prefix}/exec/{eid}/json").json()))
+    assert info["ExitCode"] == 0
+    out, _, _ = run_exec(daemon, api, prefix, modern, box, ["ls", "/tmp/finished"])
+    assert out == "/tmp/finished\n"
+
+
+def test_daemon_keeps_no_fds_or_threads(daemon, api, prefix, modern, box):
+    pid = daemon.proc.pid
+    run_exec(daemon, api, prefix, modern, box, ["true"])  # warm up lazily made things
+    base_fds, base_threads = nfds(pid), proc_status(pid, "Threads")
+    for i in range(10):
+        run_exec(daemon, api, prefix, modern, box, ["echo", str(i)])
+        run_exec(daemon, api, prefix, modern, box, ["cat"], stdin=b"x")
+        run_exec(daemon, api, prefix, modern, box, ["tty"], Tty=True)
+        run_exec(daemon, api, prefix, modern, box, ["no-such-command"])
+    settled = poll(lambda: nfds(pid) <= base_fds + 2 and proc_status(pid, "Threads") <= base_threads + 1)
+    assert settled, (nfds(pid), base_fds, proc_status(pid, "Threads"), base_threads)
+    children = []  # a thread's children are listed under that thread
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children += [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            pass
+    assert children and not [c for c in children if _is_zombie(c)], children
+
+
+def _is_zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return False
 
 
 # -- the docker CLI ----------------------------------------------------------
