@@ -477,31 +477,19 @@ class Engine:
             if init is None:
                 raise errors.Conflict(f"Container {c.id} is not running")
             rec = self.execs.claim(exec_id)
-            cfg = c.config
-            plan = exec_runtime.ExecPlan(
-                exec_id=rec.id, cid=c.id, container=init, argv=rec.argv,
-                env=execs.environment(cfg, cfg.get("Hostname") or c.short_id, rec.tty, rec.env),
-                cwd=rec.working_dir or cfg.get("WorkingDir") or "/", user=rec.user or cfg.get("User") or "",
-                tty=rec.tty, open_stdin=rec.open_stdin and conn is not None, privileged=rec.privileged,
-                attached=conn is not None,
-                streams=[s for s, on in ((STDOUT, rec.open_stdout), (STDERR, rec.open_stderr)) if on])
+            plan = self._exec_plan(c, init, rec, attached=conn is not None)
             try:
                 proc = self.exec_runtime.start(plan)
-            except BaseException as e:
-                # Docker's codes: 127 for a command not found, 126 for any other failure.
-                missing = isinstance(e, StepError) and e.step == "exec" and e.errno == errno.ENOENT
-                self.execs.update(exec_id, exit_code=127 if missing else 126)
-                if isinstance(e, OSError):
-                    e = errors.PydError(f"exec failed: {e.strerror or e}")
-                if conn is None or not isinstance(e, errors.PydError):
-                    raise e
-                failed = e
+            except Exception as e:
+                failed = self._exec_failed(rec, e)
+                if conn is None:
+                    raise failed from e
             else:
                 failed = None
                 self.execs.update(exec_id, running=True, pid=proc.pid)
         if failed is not None:
-            # As dockerd: the reason goes in-band, on stdout (framed like output).
-            log.info("exec %s in %s failed: %s", rec.id[:12], c.short_id, failed)
+            # As dockerd: after the hijack the reason goes in-band, on stdout
+            # (framed like the output would have been).
             text = error_format(str(failed))
             try:
                 conn.write(attaching.frame(STDOUT, text) if framed and not rec.tty else text)
@@ -520,6 +508,32 @@ class Engine:
             attaching.run(conn, f"exec {rec.id[:12]}", (), proc.feed, target, rec.tty, framed, error_format)
         finally:
             proc.feed.end()  # a client that left must not hold the process up
+
+    def _exec_plan(self, c, init, rec, attached):
+        """The container's Env, User and WorkingDir under the exec's own."""
+        cfg = c.config
+        return exec_runtime.ExecPlan(
+            exec_id=rec.id, cid=c.id, container=init, argv=rec.argv,
+            env=execs.environment(cfg, cfg.get("Hostname") or c.short_id, rec.tty, rec.env),
+            cwd=rec.working_dir or cfg.get("WorkingDir") or "/", user=rec.user or cfg.get("User") or "",
+            tty=rec.tty, open_stdin=rec.open_stdin and attached, privileged=rec.privileged,
+            attached=attached,
+            streams=[s for s, on in ((STDOUT, rec.open_stdout), (STDERR, rec.open_stderr)) if on])
+
+    def _exec_failed(self, rec, e):
+        """Record the exit code of an exec that could not start (Docker's: 127
+        for a command not found, 126 otherwise); returns the error to report."""
+        missing = isinstance(e, StepError) and e.step == "exec" and e.errno == errno.ENOENT
+        self.execs.update(rec.id, exit_code=127 if missing else 126)
+        if isinstance(e, (errors.PydError, OSError)):
+            log.info("exec %s in %s failed: %s", rec.id[:12], rec.container_id[:12], e)
+        else:
+            log.exception("exec %s in %s failed", rec.id[:12], rec.container_id[:12])
+        if isinstance(e, errors.PydError):
+            return e
+        if isinstance(e, OSError):
+            return errors.PydError(f"exec failed: {e.strerror or e}")
+        return errors.PydError(f"exec failed: internal error: {type(e).__name__}: {e}")
 
     def _watch_exec(self, c, rec, proc):
         """The exec's monitor: record its exit, then end its session's stream."""
