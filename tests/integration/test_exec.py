@@ -3,7 +3,7 @@ detached), output with and without a tty, framing, exit codes, stdin, user,
 working directory, environment, resize, inspect, the 400/404/409 paths, and
 that an exec process cannot escape its container: same namespaces, cgroups,
 root and capabilities as the container's init, seen from the host and from
-inside. The docker CLI runs it too when the modern surface is there."""
+inside, and the docker CLI against it."""
 
 import json
 import os
@@ -25,13 +25,14 @@ NAMESPACES = ("ipc", "uts", "net", "pid", "mnt", "cgroup")
 
 @pytest.fixture(scope="module")
 def modern(api):
-    """True when the daemon serves API 1.41 (exec's own surface)."""
-    return api.get("/v1.41/_ping").status == 200
+    """Exec is an API 1.41 endpoint: the daemon must serve that surface."""
+    assert api.get("/v1.41/_ping").status == 200
+    return True
 
 
 @pytest.fixture(scope="module")
 def prefix(modern):
-    return "/v1.41" if modern else ""
+    return "/v1.41"
 
 
 @pytest.fixture
@@ -119,17 +120,17 @@ def deframe(data):
     return out
 
 
-def run_exec(daemon, api, prefix, modern, cid, cmd, stdin=None, **body):
+def run_exec(daemon, api, prefix, cid, cmd, stdin=None, **body):
     """Create and start an attached exec; returns (stdout, stderr, inspect)."""
     if stdin is not None:
         body["AttachStdin"] = True
     eid = create_exec(api, prefix, cid, cmd, **body)
     s = Session(daemon.port, prefix, eid, {"Detach": False, "Tty": bool(body.get("Tty"))}, stdin=stdin or b"")
-    assert s.status == (101 if modern else 200), s.head
+    assert s.status == 101, s.head
     if stdin is not None:
         s.shut_wr()
     raw = s.read_all()
-    if modern and not body.get("Tty"):
+    if not body.get("Tty"):
         frames = deframe(raw)
         out = b"".join(d for st, d in frames if st == 1)
         err = b"".join(d for st, d in frames if st == 2)
@@ -162,21 +163,16 @@ def host_status(pid):
 
 # -- output, exit codes ------------------------------------------------------
 
-def test_output_and_exit_code(daemon, api, prefix, modern, box):
-    out, err, info = run_exec(daemon, api, prefix, modern, box,
+def test_output_and_exit_code(daemon, api, prefix, box):
+    out, err, info = run_exec(daemon, api, prefix, box,
                               ["sh", "-c", "echo to-out; echo to-err >&2; exit 7"])
-    if modern:
-        assert out == "to-out\n" and err == "to-err\n"
-    else:
-        assert sorted(out.splitlines()) == ["to-err", "to-out"]
+    assert out == "to-out\n" and err == "to-err\n"
     assert info["ExitCode"] == 7 and info["Running"] is False
     assert info["ProcessConfig"] == {"arguments": ["-c", "echo to-out; echo to-err >&2; exit 7"],
                                      "entrypoint": "sh", "privileged": False, "tty": False, "user": ""}
 
 
-def test_framed_output_on_the_modern_surface(daemon, api, prefix, modern, box):
-    if not modern:
-        pytest.skip("the modern surface (API 1.41) is not in this daemon yet")
+def test_framed_output_and_upgrade_head(daemon, api, prefix, box):
     eid = create_exec(api, prefix, box, ["sh", "-c", "printf a; printf b >&2; printf c"])
     s = Session(daemon.port, prefix, eid)
     assert s.status == 101
@@ -189,14 +185,14 @@ def test_framed_output_on_the_modern_surface(daemon, api, prefix, modern, box):
     assert b"".join(d for st, d in frames if st == 2) == b"b"
 
 
-def test_only_the_asked_streams_are_sent(daemon, api, prefix, modern, box):
-    out, err, _ = run_exec(daemon, api, prefix, modern, box, ["sh", "-c", "echo o; echo e >&2"],
+def test_only_the_asked_streams_are_sent(daemon, api, prefix, box):
+    out, err, _ = run_exec(daemon, api, prefix, box, ["sh", "-c", "echo o; echo e >&2"],
                            AttachStderr=False)
     assert out == "o\n" and err == ""
 
 
-def test_tty(daemon, api, prefix, modern, box):
-    out, _, info = run_exec(daemon, api, prefix, modern, box,
+def test_tty(daemon, api, prefix, box):
+    out, _, info = run_exec(daemon, api, prefix, box,
                             ["sh", "-c", "tty; echo $TERM; echo err >&2; exit 3"], Tty=True)
     lines = out.split("\r\n")  # a tty turns \n into \r\n, and nothing is framed
     assert lines[0].startswith("/dev/pts/"), out
@@ -204,7 +200,7 @@ def test_tty(daemon, api, prefix, modern, box):
     assert info["ExitCode"] == 3 and info["ProcessConfig"]["tty"] is True
 
 
-def test_tty_resize(daemon, api, prefix, modern, box):
+def test_tty_resize(daemon, api, prefix, box):
     eid = create_exec(api, prefix, box, ["sh", "-c", "read line; stty size"], Tty=True, AttachStdin=True)
     s = Session(daemon.port, prefix, eid, {"Detach": False, "Tty": True})
     poll(lambda: api.get(f"{prefix}/exec/{eid}/json").json()["Running"])
@@ -215,61 +211,61 @@ def test_tty_resize(daemon, api, prefix, modern, box):
     assert api.post(f"{prefix}/exec/{eid}/resize?h=x&w=1").status == 400
 
 
-def test_stdin_piped(daemon, api, prefix, modern, box):
+def test_stdin_piped(daemon, api, prefix, box):
     data = b"".join(b"line %d\n" % i for i in range(2000))
-    out, _, info = run_exec(daemon, api, prefix, modern, box, ["sh", "-c", "cat; echo done"], stdin=data)
+    out, _, info = run_exec(daemon, api, prefix, box, ["sh", "-c", "cat; echo done"], stdin=data)
     assert out.encode() == data + b"done\n"
     assert info["ExitCode"] == 0 and info["OpenStdin"] is True
 
 
-def test_not_found_and_not_executable(daemon, api, prefix, modern, box):
-    out, _, info = run_exec(daemon, api, prefix, modern, box, ["no-such-command"])
+def test_not_found_and_not_executable(daemon, api, prefix, box):
+    out, _, info = run_exec(daemon, api, prefix, box, ["no-such-command"])
     assert "executable file not found" in out and info["ExitCode"] == 127
-    out, _, info = run_exec(daemon, api, prefix, modern, box, ["/etc/passwd"])
+    out, _, info = run_exec(daemon, api, prefix, box, ["/etc/passwd"])
     assert "permission denied" in out and info["ExitCode"] == 126
 
 
 # -- user, working directory, environment ------------------------------------
 
-def test_user(daemon, api, prefix, modern, box):
-    out, _, info = run_exec(daemon, api, prefix, modern, box, ["sh", "-c", "id; echo $HOME"], User="user")
+def test_user(daemon, api, prefix, box):
+    out, _, info = run_exec(daemon, api, prefix, box, ["sh", "-c", "id; echo $HOME"], User="user")
     assert out == "uid=1000(user) gid=1000(user) groups=50(staff)\n/home/user\n", out
     assert info["ProcessConfig"]["user"] == "user"
-    out, _, _ = run_exec(daemon, api, prefix, modern, box, ["id"], User="1234:50")
+    out, _, _ = run_exec(daemon, api, prefix, box, ["id"], User="1234:50")
     assert out == "uid=1234 gid=50(staff)\n", out
-    out, _, info = run_exec(daemon, api, prefix, modern, box, ["id"], User="nosuchuser")
+    out, _, info = run_exec(daemon, api, prefix, box, ["id"], User="nosuchuser")
     assert "unable to find user nosuchuser" in out and info["ExitCode"] == 126
 
 
-def test_non_root_user_has_no_capabilities(daemon, api, prefix, modern, box):
-    out, _, _ = run_exec(daemon, api, prefix, modern, box, ["cat", "/proc/self/status"], User="user")
+def test_non_root_user_has_no_capabilities(daemon, api, prefix, box):
+    out, _, _ = run_exec(daemon, api, prefix, box, ["cat", "/proc/self/status"], User="user")
     f = status_fields(out)
     assert f["CapEff"] == f["CapPrm"] == "0000000000000000"
     assert f["CapBnd"] == status_fields(host_status(init_pid(api, prefix, box)))["CapBnd"]
 
 
-def test_workdir(daemon, api, prefix, modern, box):
-    out, _, _ = run_exec(daemon, api, prefix, modern, box, ["pwd"], WorkingDir="/tmp")
+def test_workdir(daemon, api, prefix, box):
+    out, _, _ = run_exec(daemon, api, prefix, box, ["pwd"], WorkingDir="/tmp")
     assert out == "/tmp\n"
-    out, _, _ = run_exec(daemon, api, prefix, modern, box, ["pwd"])
+    out, _, _ = run_exec(daemon, api, prefix, box, ["pwd"])
     assert out == "/\n"
-    out, _, info = run_exec(daemon, api, prefix, modern, box, ["pwd"], WorkingDir="/no/such/dir")
+    out, _, info = run_exec(daemon, api, prefix, box, ["pwd"], WorkingDir="/no/such/dir")
     assert "chdir: /no/such/dir: no such file or directory" in out and info["ExitCode"] == 126
     # not created by the failed exec (unlike a container's WorkingDir)
-    out, _, _ = run_exec(daemon, api, prefix, modern, box, ["sh", "-c", "test -e /no && echo made || echo absent"])
+    out, _, _ = run_exec(daemon, api, prefix, box, ["sh", "-c", "test -e /no && echo made || echo absent"])
     assert out == "absent\n"
 
 
-def test_workdir_symlink_stays_inside(daemon, api, prefix, modern, box):
-    run_exec(daemon, api, prefix, modern, box, ["ln", "-s", "../../../../..", "/tmp/up"])
-    out, _, _ = run_exec(daemon, api, prefix, modern, box, ["sh", "-c", "pwd -P; ls /"], WorkingDir="/tmp/up")
+def test_workdir_symlink_stays_inside(daemon, api, prefix, box):
+    run_exec(daemon, api, prefix, box, ["ln", "-s", "../../../../..", "/tmp/up"])
+    out, _, _ = run_exec(daemon, api, prefix, box, ["sh", "-c", "pwd -P; ls /"], WorkingDir="/tmp/up")
     listing = out.splitlines()
     assert listing[0] == "/" and "etc" in listing
     assert "work" not in listing  # the container's /, not the host's (which has /work)
 
 
-def test_env(daemon, api, prefix, modern, box):
-    out, _, _ = run_exec(daemon, api, prefix, modern, box, ["env"], Env=["NEW=1", "SHADOWED=exec"])
+def test_env(daemon, api, prefix, box):
+    out, _, _ = run_exec(daemon, api, prefix, box, ["env"], Env=["NEW=1", "SHADOWED=exec"])
     env = dict(line.split("=", 1) for line in out.splitlines())
     assert env["NEW"] == "1" and env["SHADOWED"] == "exec" and env["FROM_CONTAINER"] == "1"
     assert env["PATH"] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -279,7 +275,7 @@ def test_env(daemon, api, prefix, modern, box):
 
 # -- detached, inspect -------------------------------------------------------
 
-def test_detached_and_inspect(daemon, api, prefix, modern, box):
+def test_detached_and_inspect(daemon, api, prefix, box):
     eid = create_exec(api, prefix, box, ["sh", "-c", "echo lost; sleep 1; touch /tmp/detached-done; exit 4"],
                       WorkingDir="/tmp", Env=["A=b"], DetachKeys="ctrl-x,x")
     before = api.get(f"{prefix}/exec/{eid}/json").json()
@@ -295,15 +291,15 @@ def test_detached_and_inspect(daemon, api, prefix, modern, box):
     assert os.path.exists(f"/proc/{during['Pid']}")
     done = poll(lambda: (lambda j: j if not j["Running"] else None)(api.get(f"{prefix}/exec/{eid}/json").json()))
     assert done["ExitCode"] == 4
-    out, _, _ = run_exec(daemon, api, prefix, modern, box, ["ls", "/tmp/detached-done"])
+    out, _, _ = run_exec(daemon, api, prefix, box, ["ls", "/tmp/detached-done"])
     assert out == "/tmp/detached-done\n"
 
 
-def test_exec_sees_the_container(daemon, api, prefix, modern, box):
-    out, _, _ = run_exec(daemon, api, prefix, modern, box, ["ps", "-o", "pid,comm"])
+def test_exec_sees_the_container(daemon, api, prefix, box):
+    out, _, _ = run_exec(daemon, api, prefix, box, ["ps", "-o", "pid,comm"])
     rows = [line.split() for line in out.splitlines()[1:]]
     assert ["1", "sleep"] in rows  # the container's init is pid 1 of the same pid namespace
-    out, _, _ = run_exec(daemon, api, prefix, modern, box, ["hostname"])
+    out, _, _ = run_exec(daemon, api, prefix, box, ["hostname"])
     assert out == box[:12] + "\n"
 
 
@@ -327,7 +323,7 @@ def test_bad_create_bodies(api, prefix, box):
     assert r.status == 400, r
 
 
-def test_second_start_conflicts(daemon, api, prefix, modern, box):
+def test_second_start_conflicts(daemon, api, prefix, box):
     eid = create_exec(api, prefix, box, ["sleep", "2"])
     assert api.post(f"{prefix}/exec/{eid}/start", {"Detach": True}).status == 204
     r = api.post(f"{prefix}/exec/{eid}/start", {"Detach": True})
@@ -375,12 +371,55 @@ def test_exec_of_a_container_stopped_since(api, prefix, busybox):
 
 def test_privileged_exec_needs_a_privileged_container(api, prefix, box):
     r = api.post(f"{prefix}/containers/{box}/exec", {"Cmd": ["true"], "Privileged": True})
-    assert r.status == 409 and "privileged" in r.text, r
+    assert r.status == 409 and "the container itself is not privileged" in r.text, r
+
+
+def test_privileged_exec_in_a_privileged_container(new_daemon, busybox_tar):
+    d = new_daemon(extra_args=["--allow-privileged"])
+    d.start()
+    api, prefix = d.api, "/v1.41"
+    assert api.post("/images/create?fromSrc=-&repo=busybox&tag=latest", busybox_tar,
+                    headers={"Content-Type": "application/x-tar"}).status == 200
+    r = api.post(f"{prefix}/containers/create", {"Image": "busybox", "Cmd": ["sleep", "300"],
+                                                 "HostConfig": {"Privileged": True}})
+    assert r.status == 201, r
+    cid = r.json()["Id"]
+    assert api.post(f"{prefix}/containers/{cid}/start").status == 204
+    init = init_pid(api, prefix, cid)
+    for privileged in (True, False):
+        out, _, info = run_exec(d, api, prefix, cid, ["cat", "/proc/self/status"], Privileged=privileged)
+        assert info["ProcessConfig"]["privileged"] is privileged
+        # every capability the init has, and no more
+        assert status_fields(out)["CapEff"] == status_fields(host_status(init))["CapBnd"]
+        assert status_fields(out)["CapBnd"] == status_fields(host_status(init))["CapBnd"]
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        assert int(status_fields(out)["CapBnd"], 16) == (1 << (int(f.read()) + 1)) - 1
+
+
+def test_exec_is_not_on_the_v1_3_surface(api, box):
+    assert api.post(f"/v1.3/containers/{box}/exec", {"Cmd": ["true"]}).status == 404
+    eid = create_exec(api, "/v1.41", box, ["true"])
+    assert api.get(f"/v1.3/exec/{eid}/json").status == 404
+    assert api.post(f"/v1.3/exec/{eid}/start", {"Detach": True}).status == 404
+
+
+def test_events(daemon, api, prefix, box):
+    t0 = time.time() - 1
+    _, _, info = run_exec(daemon, api, prefix, box, ["sh", "-c", "exit 3"])
+    eid = info["ID"]
+    q = json.dumps({"container": [box]})
+    r = api.get(f"{prefix}/events?since={t0:.3f}&until={time.time() + 1:.3f}&filters={q}")
+    assert r.status == 200, r
+    evs = [json.loads(line) for line in r.body.splitlines() if line.strip()]
+    mine = [e for e in evs if e["Actor"]["Attributes"].get("execID") == eid]
+    assert [e["Action"] for e in mine] == ["exec_create: sh -c exit 3", "exec_start: sh -c exit 3", "exec_die"]
+    assert all(e["Type"] == "container" and e["Actor"]["ID"] == box for e in mine)
+    assert mine[2]["Actor"]["Attributes"]["exitCode"] == "3"
 
 
 # -- cannot escape -----------------------------------------------------------
 
-def test_same_namespaces_cgroups_root_and_capabilities(daemon, api, prefix, modern, box):
+def test_same_namespaces_cgroups_root_and_capabilities(daemon, api, prefix, box):
     init = init_pid(api, prefix, box)
     eid = create_exec(api, prefix, box, ["sleep", "300"])
     assert api.post(f"{prefix}/exec/{eid}/start", {"Detach": True}).status == 204
@@ -406,7 +445,7 @@ def test_same_namespaces_cgroups_root_and_capabilities(daemon, api, prefix, mode
     finally:
         os.kill(pid, 9)
     # From inside.
-    out, _, _ = run_exec(daemon, api, prefix, modern, box,
+    out, _, _ = run_exec(daemon, api, prefix, box,
                          ["sh", "-c", "cat /proc/self/status; echo ---; cat /proc/self/cgroup; echo ---; "
                                       "for n in " + " ".join(NAMESPACES) + "; do readlink /proc/self/ns/$n; done"])
     status, cgroup, links = out.split("---\n")
@@ -416,14 +455,14 @@ def test_same_namespaces_cgroups_root_and_capabilities(daemon, api, prefix, mode
     assert links.split() == [os.readlink(f"/proc/{init}/ns/{ns}") for ns in NAMESPACES]
 
 
-def test_no_fds_leak_into_the_exec(daemon, api, prefix, modern, box):
-    out, _, _ = run_exec(daemon, api, prefix, modern, box, ["ls", "/proc/self/fd"])
+def test_no_fds_leak_into_the_exec(daemon, api, prefix, box):
+    out, _, _ = run_exec(daemon, api, prefix, box, ["ls", "/proc/self/fd"])
     assert sorted(out.split()) == ["0", "1", "2", "3"]  # 3: ls's own directory
 
 
 # -- clients that are slow or leave; what the daemon keeps ---------------------
 
-def test_slow_reader_gets_everything(daemon, api, prefix, modern, box):
+def test_slow_reader_gets_everything(daemon, api, prefix, box):
     """An exec's one reader holds its output back (as with Docker) rather than
     being cut off as a slow attach client is."""
     size = 8 << 20
@@ -431,12 +470,11 @@ def test_slow_reader_gets_everything(daemon, api, prefix, modern, box):
     s = Session(daemon.port, prefix, eid)
     time.sleep(1)  # the process has long filled every buffer by now
     assert api.get(f"{prefix}/exec/{eid}/json").json()["Running"] is True
-    raw = s.read_all()
-    out = b"".join(d for _, d in deframe(raw)) if modern else raw
+    out = b"".join(d for _, d in deframe(s.read_all()))
     assert len(out) == size + 4 and out.endswith(b"\0end\n")
 
 
-def test_client_leaving_does_not_stop_the_exec(daemon, api, prefix, modern, box):
+def test_client_leaving_does_not_stop_the_exec(daemon, api, prefix, box):
     eid = create_exec(api, prefix, box, ["sh", "-c", "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done; "
                                                      "touch /tmp/finished"])
     s = Session(daemon.port, prefix, eid)
@@ -444,19 +482,19 @@ def test_client_leaving_does_not_stop_the_exec(daemon, api, prefix, modern, box)
     s.sock.close()
     info = poll(lambda: (lambda j: j if not j["Running"] else None)(api.get(f"{prefix}/exec/{eid}/json").json()))
     assert info["ExitCode"] == 0
-    out, _, _ = run_exec(daemon, api, prefix, modern, box, ["ls", "/tmp/finished"])
+    out, _, _ = run_exec(daemon, api, prefix, box, ["ls", "/tmp/finished"])
     assert out == "/tmp/finished\n"
 
 
-def test_daemon_keeps_no_fds_or_threads(daemon, api, prefix, modern, box):
+def test_daemon_keeps_no_fds_or_threads(daemon, api, prefix, box):
     pid = daemon.proc.pid
-    run_exec(daemon, api, prefix, modern, box, ["true"])  # warm up lazily made things
+    run_exec(daemon, api, prefix, box, ["true"])  # warm up lazily made things
     base_fds, base_threads = nfds(pid), proc_status(pid, "Threads")
     for i in range(10):
-        run_exec(daemon, api, prefix, modern, box, ["echo", str(i)])
-        run_exec(daemon, api, prefix, modern, box, ["cat"], stdin=b"x")
-        run_exec(daemon, api, prefix, modern, box, ["tty"], Tty=True)
-        run_exec(daemon, api, prefix, modern, box, ["no-such-command"])
+        run_exec(daemon, api, prefix, box, ["echo", str(i)])
+        run_exec(daemon, api, prefix, box, ["cat"], stdin=b"x")
+        run_exec(daemon, api, prefix, box, ["tty"], Tty=True)
+        run_exec(daemon, api, prefix, box, ["no-such-command"])
     settled = poll(lambda: nfds(pid) <= base_fds + 2 and proc_status(pid, "Threads") <= base_threads + 1)
     assert settled, (nfds(pid), base_fds, proc_status(pid, "Threads"), base_threads)
     children = []  # a thread's children are listed under that thread
@@ -480,9 +518,9 @@ def _is_zombie(pid):
 # -- the docker CLI ----------------------------------------------------------
 
 @pytest.fixture
-def cli(daemon, modern):
-    if not modern or not os.path.exists(DOCKER):
-        pytest.skip("needs the docker CLI and the modern surface (API 1.41)")
+def cli(daemon, prefix):
+    if not os.path.exists(DOCKER):
+        pytest.skip(f"needs the docker CLI at {DOCKER}")
 
     def run(*args, input=None):
         return subprocess.run([DOCKER, "-H", f"tcp://127.0.0.1:{daemon.port}", *args], input=input,
