@@ -8,7 +8,7 @@
     execs.release(proc)
 
 It joins the namespaces and cgroups of the container's init (the running
-Process), and gets that init's capability bounding set (all capabilities
+Process), and gets that init's capability bounding set (all the daemon's
 when privileged) and its no_new_privs. The user is resolved in the
 container's own /etc/passwd and /etc/group, read through /proc/<pid>/root.
 
@@ -62,7 +62,8 @@ class ExecPlan:
 class Feed:
     """The output of one exec for its one session: a bounded queue whose
     push waits while the reader is `max_pending` bytes behind. Read with
-    get() as a stdio.Subscriber is (attach.run); end() makes get() return
+    get() as a stdio.Subscriber is (attach.run): (stream, bytes, 0), or
+    ("timeout", b"", 0); end() makes get() return
     None once drained and push() discard from then on."""
 
     def __init__(self, streams, reading=True, max_pending=FEED_MAX_PENDING):
@@ -94,13 +95,13 @@ class Feed:
         with self._cond:
             while not self._q and not self._closed:
                 if not self._cond.wait(timeout):
-                    return ("timeout", b"")
+                    return ("timeout", b"", 0)
             if not self._q:
                 return None
             stream, data = self._q.popleft()
             self._pending -= len(data)
             self._cond.notify_all()
-            return stream, data
+            return stream, data, 0  # no timestamps: an exec's output is not logged
 
 
 class ExecProcess:
@@ -187,8 +188,9 @@ def init_facts(pid):
 
 
 def all_caps():
-    with open("/proc/sys/kernel/cap_last_cap") as f:
-        return (1 << (int(f.read()) + 1)) - 1
+    """Every capability the daemon can give: its own bounding set (a host
+    may hold some back from it, and capset cannot grant more)."""
+    return init_facts("self")[0]
 
 
 def _open_namespaces(pid, keep):

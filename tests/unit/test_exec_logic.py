@@ -79,11 +79,11 @@ def test_feed_holds_the_writer_back_and_loses_nothing():
     time.sleep(0.2)
     assert not done.is_set()  # waiting for the reader: at most 10 bytes queued
     while len(got) < 20:
-        stream, data = feed.get(timeout=5)
+        stream, data, _ = feed.get(timeout=5)
         got.append(data)
     t.join(5)
     assert got == [b"%05d" % i for i in range(20)]
-    assert feed.get(timeout=0.05) == ("timeout", b"")
+    assert feed.get(timeout=0.05) == ("timeout", b"", 0)
     feed.end()
     assert feed.get(timeout=1) is None
 
@@ -98,7 +98,7 @@ def test_feed_end_frees_a_blocked_writer_and_discards():
     feed.end()
     t.join(5)
     assert not t.is_alive()
-    assert feed.get() == (1, b"1234")
+    assert feed.get() == (1, b"1234", 0)
     assert feed.get() is None
     detached = Feed([1], reading=False)
     detached.push(1, b"x")
