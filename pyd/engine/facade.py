@@ -905,6 +905,7 @@ class Engine:
         with c.lock:
             if not c.running:
                 raise errors.Conflict(f"Container {c.id} is not running")
+            self._refuse_if_paused(c)
             if privileged and not c.host.get("Privileged"):
                 raise errors.Conflict(f"cannot run a privileged exec in container {c.short_id}: "
                                       "the container itself is not privileged")
@@ -938,6 +939,7 @@ class Engine:
             init = self.runtime.process(c.id) if c.running else None
             if init is None:
                 raise errors.Conflict(f"Container {c.id} is not running")
+            self._refuse_if_paused(c)
             rec = self.execs.claim(exec_id)
             plan = self._exec_plan(c, init, rec, attached=conn is not None)
             try:
@@ -1086,6 +1088,12 @@ class Engine:
                     raise errors.PydError(f"Cannot update container {c.id}: {e.strerror or e}") from e
         self._event(c, "update")
         return []
+
+    def _refuse_if_paused(self, c):
+        """An exec cannot start in a paused container (c.lock held): its process
+        would join the frozen cgroup and freeze midway through its setup."""
+        if c.paused:
+            raise errors.Conflict(f"Container {c.id} is paused, unpause the container before exec")
 
     def container_ps(self, ref, ps_args=None):
         """The modern top: (titles, rows) of the host's ps, for the container's processes."""

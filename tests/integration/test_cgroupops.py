@@ -211,6 +211,23 @@ def test_force_delete_of_paused_container(api, started):
     assert not os.path.exists(f"/sys/fs/cgroup/freezer/pyd/{cid}")
 
 
+def test_exec_in_a_paused_container_is_refused(api, started):
+    """dockerd's rule; an exec would freeze midway through its setup otherwise."""
+    cid = started("sleep 60")
+    r = api.post(f"{V}/containers/{cid}/exec", {"Cmd": ["true"]})
+    assert r.status == 201, r
+    exec_id = r.json()["Id"]
+    assert api.post(f"{V}/containers/{cid}/pause").status == 204
+    r = api.post(f"{V}/containers/{cid}/exec", {"Cmd": ["true"]}, timeout=10)
+    assert r.status == 409 and "is paused, unpause the container before exec" in r.json()["message"], r
+    r = api.post(f"{V}/exec/{exec_id}/start", {"Detach": True}, timeout=10)
+    assert r.status == 409 and "is paused" in r.json()["message"], r
+    assert api.post(f"{V}/containers/{cid}/unpause", timeout=10).status == 204
+    r = api.post(f"{V}/exec/{exec_id}/start", {"Detach": True}, timeout=10)
+    assert r.status in (200, 204), r
+    wait_for(lambda: api.get(f"{V}/exec/{exec_id}/json").json()["ExitCode"] == 0, what="the exec to run")
+
+
 # -- stats -----------------------------------------------------------------------
 
 def test_stats_one_shot_fields_and_types(api, started):
