@@ -888,7 +888,12 @@ class Engine:
                 base.update({k: v for k, v in body.items() if v not in (None, "", [], {})})
             body = dockerfile_changes.apply(base, changes)
         layers, driver, _ = self._stack(c)
-        img = fsops.commit(self.images, c, layers, driver, body, comment, author, self.config.tmp_dir)
+        paused_here = pause and self._pause_for_commit(c)
+        try:
+            img = fsops.commit(self.images, c, layers, driver, body, comment, author, self.config.tmp_dir)
+        finally:
+            if paused_here:
+                self._unpause_after_commit(c)
         self._event(c, "commit", comment=comment, imageID="sha256:" + img.id)
         if repo:
             self._tag(img.id, repo, tag, force=True)
@@ -1088,6 +1093,21 @@ class Engine:
                     raise errors.PydError(f"Cannot update container {c.id}: {e.strerror or e}") from e
         self._event(c, "update")
         return []
+
+    def _pause_for_commit(self, c):
+        """As dockerd: a running container is paused while its changes are read,
+        so the image is one moment of it. True if this call paused it."""
+        with c.lock:
+            if c.status != lc.RUNNING:
+                return False
+            self.container_pause(c.id)
+            return True
+
+    def _unpause_after_commit(self, c):
+        try:
+            self.container_unpause(c.id)
+        except errors.Conflict:
+            pass  # killed (and so thawed) meanwhile, or unpaused by a client
 
     def _refuse_if_paused(self, c):
         """An exec cannot start in a paused container (c.lock held): its process

@@ -618,6 +618,25 @@ def test_pause_unpause_and_update_events(api, started):
     assert actions == ["pause", "unpause", "update", "pause", "unpause", "die"], actions
 
 
+def test_commit_pauses_a_running_container_by_default(api, started):
+    cid = started("echo data > /f; sleep 60")
+    wait_for(lambda: api.get(f"{V}/containers/{cid}/changes").json(), what="the file")
+    since = int(time.time()) - 1
+    r = api.post(f"{V}/commit?container={cid}&repo=committed&tag=paused")
+    assert r.status == 201, r
+    r = api.post(f"{V}/commit?container={cid}&repo=committed&tag=unpaused&pause=0")
+    assert r.status == 201, r
+    assert inspect(api, cid)["State"]["Running"] and cg("freezer", cid, "freezer.state") == "THAWED"
+    actions = [a for a in container_events(api, cid, since) if a in ("pause", "unpause", "commit")]
+    assert actions == ["pause", "unpause", "commit", "commit"], actions
+    # a container paused by its user stays paused
+    assert api.post(f"{V}/containers/{cid}/pause").status == 204
+    assert api.post(f"{V}/commit?container={cid}&repo=committed&tag=again").status == 201
+    assert cg("freezer", cid, "freezer.state") == "FROZEN"
+    for tag in ("paused", "unpaused", "again"):
+        assert api.delete(f"{V}/images/committed:{tag}").status == 200
+
+
 DOCKER = "/usr/local/bin/docker"
 
 
