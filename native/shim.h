@@ -137,4 +137,9 @@ const char *pyd_step_name(int step);
  * container path of entry `index`; NULL otherwise. */
 const char *pyd_step_object(int step, int index);
 
+/* A detached overlay mount (fsopen/fsmount): the fd of its root, attached
+ * nowhere, or -errno. `upper`/`work` may be NULL for a read-only stack. */
+int pyd_overlay_fsmount(const char *const *lowers, int nlowers, const char *upper,
+                        const char *work, int readonly);
+
 #endif /* PYD_SHIM_H */

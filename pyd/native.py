@@ -382,3 +382,19 @@ def set_parent_death_signal(sig):
     rc = lib.pyd_set_pdeathsig(sig)
     if rc < 0:
         raise OSError(-rc, f"prctl(PR_SET_PDEATHSIG): {os.strerror(-rc)}")
+
+
+def overlay_mount_fd(lowers, upper=None, work=None, readonly=False):
+    """A detached overlay mount of `lowers` (top first) with an optional
+    upper/work pair: the O_PATH-like fd of its root, attached nowhere in any
+    mount namespace, gone when the fd is closed. The caller closes it."""
+    ffi, lib = _shim()
+    keep = [ffi.new("char[]", _bytes(d, "overlay lowerdir")) for d in lowers]
+    arr = ffi.new("char *[]", keep)
+    fd = lib.pyd_overlay_fsmount(arr, len(keep),
+                                 _bytes(upper, "overlay upperdir") if upper else ffi.NULL,
+                                 _bytes(work, "overlay workdir") if work else ffi.NULL,
+                                 1 if readonly else 0)
+    if fd < 0:
+        raise OSError(-fd, f"mount overlay (fsmount): {os.strerror(-fd)}")
+    return fd

@@ -9,7 +9,7 @@ surface, and match its route.
 import re
 
 from .. import errors
-from . import containers, images, misc, versions
+from . import archive, containers, images, misc, versions
 
 ROUTES = [
     ("GET",    "/_ping",                        misc.ping),
@@ -33,6 +33,10 @@ ROUTES = [
     ("POST",   "/containers/{id}/wait",         containers.wait),
     ("DELETE", "/containers/{id}",              containers.delete),
     ("POST",   "/commit",                       containers.commit),
+
+    ("GET",    "/containers/{id}/archive",      archive.get),
+    ("HEAD",   "/containers/{id}/archive",      archive.head),
+    ("PUT",    "/containers/{id}/archive",      archive.put),
 
     ("GET",    "/images/json",                  images.list_json),
     ("GET",    "/images/viz",                   images.list_viz),

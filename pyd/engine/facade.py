@@ -24,7 +24,7 @@ from ..store.images import ImageStore, short
 from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
 from ..store.refs import parse_repo_tag, split_name
-from . import createconfig, etcfiles, fsops, lifecycle as lc, mounts, plan as plans
+from . import archive, createconfig, etcfiles, fsops, lifecycle as lc, mounts, plan as plans
 from .events import Bus
 from .fetch import open_url
 from .views import ImageRow, ImageView, container_view
@@ -429,6 +429,47 @@ class Engine:
             self._tag(img.id, repo, tag, force=True)
         log.info("committed %s as image %s", c.short_id, short(img.id))
         return img.id
+
+    # -- archive ------------------------------------------------------------
+    # docker cp (GET/HEAD/PUT /containers/{id}/archive); engine.archive does
+    # the work and docs/archive.md says where the files are.
+
+    def _archive_open(self, c, write=False):
+        """The container's root (engine.archive.Opened); the caller holds c.lock."""
+        layers = self.images.layer_dirs(self.images.get(c.image))
+        return archive.open_root(c, self.runtime, layers, write)
+
+    def container_stat_path(self, ref, path):
+        """Docker's ContainerPathStat of `path` (a dict), for HEAD."""
+        c = self.containers.get(ref)
+        with c.lock, self._archive_open(c) as opened:
+            st, node = archive.stat_path(opened, path, ref)
+            node.close()
+        return st
+
+    def container_archive(self, ref, path):
+        """(stat, producer): the stat (404 before any byte is sent) and a
+        Stream producer writing the tar of `path`. The lock is held only
+        while the root is opened: an open root stays valid without it."""
+        st = self.container_stat_path(ref, path)
+        c = self.containers.get(ref)
+
+        def open_fn():
+            with c.lock:
+                return self._archive_open(c)
+
+        self.events.publish("container", "archive-path", c.id)
+        return st, archive.producer(open_fn, path, ref)
+
+    def container_extract(self, ref, path, body, copy_uid_gid=False, no_overwrite_dir_non_dir=False):
+        """Extract the tar `body` under directory `path`. The lock is held
+        throughout: a stopped container's upper dir may be in use by one
+        mount only, so it cannot start meanwhile."""
+        c = self.containers.get(ref)
+        with c.lock, self._archive_open(c, write=True) as opened:
+            archive.extract(c, opened, path, ref, body, self._stack(c)[2], copy_uid_gid,
+                            no_overwrite_dir_non_dir)
+        self.events.publish("container", "extract-to-dir", c.id)
 
 
 def parse_signal(sig):

@@ -557,8 +557,12 @@ class _Extractor:
 
     MAX_CACHED = 128
 
-    def __init__(self, root_fd: int):
+    def __init__(self, root_fd: int, whiteouts: bool = True, replace_types: bool = True,
+                 root_attrs: bool = True):
         self.root_fd = root_fd
+        self.whiteouts = whiteouts          # .wh. names are overlay markers, not files
+        self.replace_types = replace_types  # a dir may replace a non-dir and vice versa
+        self.root_attrs = root_attrs        # a "." member sets the destination's attributes
         self.cache: dict = {}
         self.dirs: dict = {}     # parts -> (mode, uid, gid, mtime_ns, xattrs)
         self.size = 0
@@ -628,6 +632,9 @@ class _Extractor:
         st = _lstat_at(pfd, name)
         if st is None:
             return None
+        if not self.replace_types and stat.S_ISDIR(st.st_mode) != keep_dir:
+            what = ("directory", "non-directory") if keep_dir else ("non-directory", "directory")
+            raise BadTar(f"{'/'.join(parts)!r}: cannot overwrite {what[1]} with {what[0]}")
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return st
@@ -641,13 +648,14 @@ class _Extractor:
     def apply(self, tf: tarfile.TarFile, ti: tarfile.TarInfo) -> None:
         member = ti.name
         parts = _normalize(ti.name, "name", member)
-        if parts and parts[-1].startswith(WHITEOUT_PREFIX):
+        if self.whiteouts and parts and parts[-1].startswith(WHITEOUT_PREFIX):
             self.whiteout(parts, ti)
             return
         if not parts:
             if not ti.isdir():
                 raise BadTar(f"{member!r}: a non-directory member names the root")
-            self.dirs[()] = (ti.mode & 0o7777, ti.uid, ti.gid, _mtime_ns(ti), _xattrs(ti))
+            if self.root_attrs:
+                self.dirs[()] = (ti.mode & 0o7777, ti.uid, ti.gid, _mtime_ns(ti), _xattrs(ti))
             return
         pfd = self.dir_fd(parts[:-1], member)
         name = parts[-1]
@@ -811,9 +819,18 @@ def _check_member(ti: tarfile.TarInfo, max_header: int) -> None:
 
 def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
             max_member_header: int = DEFAULT_MAX_MEMBER_HEADER,
-            on_progress: Optional[Callable[[int], None]] = None) -> ExtractResult:
+            on_progress: Optional[Callable[[int], None]] = None,
+            whiteouts: bool = True, replace_types: bool = True, root_attrs: bool = True,
+            owner: Optional[Tuple[int, int]] = None) -> ExtractResult:
     """Apply the tar stream ``fileobj`` (raw, gzip, bzip2 or xz) to the
     existing directory ``dest``.
+
+    The defaults apply an image layer. Copying into a container (docker cp)
+    differs: ``whiteouts=False`` keeps ``.wh.`` names as ordinary files;
+    ``replace_types=False`` refuses to replace a directory with a
+    non-directory or the reverse (BadTar); ``root_attrs=False`` ignores a
+    ``.`` member, leaving ``dest`` as it is; ``owner=(uid, gid)`` owns
+    everything written by that user instead of the members' own ids.
 
     ``on_progress(n)`` receives the number of bytes read so far from
     ``fileobj`` (compressed bytes if compressed), at most every ~1 MiB and
@@ -824,7 +841,7 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
     hasher = _Hasher(_open_decompressed(peek))
     info_cls = _bounded_tarinfo_class(max_member_header)
     root_fd = os.open(os.fspath(dest), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    ex = _Extractor(root_fd)
+    ex = _Extractor(root_fd, whiteouts, replace_types, root_attrs)
     ti = None
     try:
         try:
@@ -841,6 +858,8 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
                 break
             tf.members.clear()      # stream mode: do not accumulate members
             _check_member(ti, max_member_header)
+            if owner is not None:
+                ti.uid, ti.gid = owner
             ex.trim()
             try:
                 ex.apply(tf, ti)

@@ -1,0 +1,228 @@
+"""docker cp: stat, read (as a tar) and write (from a tar) a path inside a
+container, running or stopped. See docs/archive.md.
+
+Where the files are:
+  running   /proc/<init pid>/root: the container's own root with its binds,
+            volumes and etc files, exactly as its processes see them.
+  stopped   overlay2: a *detached* overlay mount of the container's layers
+            (native.overlay_mount_fd), attached nowhere and gone with its fd;
+            read-only without an upper dir for reading, with the container's
+            upper and work dirs for writing. vfs: the container's rootfs copy.
+            The mounts it would have (etc files, c.data["mounts"]) are
+            overlaid by the in-root walk (fs.inroot), from their sources.
+Every path is resolved by fs.inroot, inside that root; tars are written by
+tarsafe.extract, which never follows a symlink and refuses escapes.
+
+Semantics are moby's (daemon/archive*.go, container/archive.go): a path
+ending in "/" or "/." follows a final symlink; a directory is archived
+under its own name (or "." for "dir/."); the stat is {name, size, mode
+(Go os.FileMode bits), mtime, linkTarget}.
+"""
+
+import datetime
+import errno
+import os
+import posixpath
+import signal
+import stat
+
+from .. import errors, native
+from ..fs import inroot, tarsafe
+from ..runtime import users
+from . import etcfiles, lifecycle as lc
+from .fsops import ChunkWriter
+
+# Go's os.FileMode type bits
+_GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24
+_GO_SETUID, _GO_SETGID, _GO_CHARDEV, _GO_STICKY = 1 << 23, 1 << 22, 1 << 21, 1 << 20
+
+
+def go_mode(mode):
+    out = mode & 0o777
+    kind = stat.S_IFMT(mode)
+    out |= {stat.S_IFDIR: _GO_DIR, stat.S_IFLNK: _GO_SYMLINK, stat.S_IFBLK: _GO_DEVICE,
+            stat.S_IFCHR: _GO_DEVICE | _GO_CHARDEV, stat.S_IFIFO: _GO_PIPE,
+            stat.S_IFSOCK: _GO_SOCKET}.get(kind, 0)
+    for bit, go in ((stat.S_ISUID, _GO_SETUID), (stat.S_ISGID, _GO_SETGID), (stat.S_ISVTX, _GO_STICKY)):
+        if mode & bit:
+            out |= go
+    return out
+
+
+def go_time(ns):
+    """RFC 3339 with nanoseconds, trailing zeros cut, as Go marshals a time."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    t = datetime.datetime.fromtimestamp(sec, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return t + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"
+
+
+def abs_path(path):
+    """Docker's PreserveTrailingDotOrSeparator(Join("/", path), path)."""
+    clean = posixpath.normpath("/" + path)
+    if clean.startswith("//"):
+        clean = "/" + clean.lstrip("/")
+    if clean != "/":
+        if path.endswith("/."):
+            clean += "/."
+        elif path.endswith("/"):
+            clean += "/"
+    return clean
+
+
+def base_name(path):
+    """Go's filepath.Base: trailing slashes dropped; "/" stays "/"."""
+    stripped = path.rstrip("/")
+    return posixpath.basename(stripped) if stripped else "/"
+
+
+def _follows(absp):
+    return absp == "/" or absp.endswith("/") or absp.endswith("/.")
+
+
+# -- the container's root ------------------------------------------------------
+
+class Opened:
+    """A container's root for one operation; close() releases its fds (and so
+    a stopped container's private mount)."""
+
+    def __init__(self, root, fds, mounts):
+        self.root, self._fds, self.mounts = root, fds, mounts
+
+    def close(self):
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _stopped_mounts(c):
+    """{target: source} of the mounts a stopped container would have."""
+    out = {target: os.path.join(c.path, name) for name, target in etcfiles.NAMES}
+    for m in c.data.get("mounts") or []:
+        out[m["target"]] = m["source"]
+    return out
+
+
+def open_root(c, runtime, layers, write):
+    """The container's root as an Opened. The caller holds c.lock."""
+    if c.status == lc.RUNNING:
+        p = runtime.process(c.id)
+        if p is None:
+            raise errors.Conflict(f"container {c.short_id} is not running")
+        fd = os.open(f"/proc/{p.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            # The pid was still the container's when we opened it: its pidfd
+            # (held until it is reaped) says it has not exited.
+            signal.pidfd_send_signal(p.pidfd, 0)
+        except ProcessLookupError as e:
+            os.close(fd)
+            raise errors.Conflict(f"container {c.short_id} is stopping") from e
+        return Opened(inroot.Root(fd), [fd], None)
+    if c.status not in (lc.CREATED, lc.EXITED):
+        raise errors.Conflict(f"container {c.short_id} is {c.status}")
+    if c.data["driver"] == "vfs":
+        fd = os.open(c.file("rootfs"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    elif write:
+        fd = native.overlay_mount_fd(layers, c.file("upper"), c.file("work"))
+    else:
+        # Reading needs no upper dir: the container's own as the top lower
+        # layer, so nothing can be copied up or marked in it.
+        fd = native.overlay_mount_fd([c.file("upper")] + list(layers), readonly=True)
+    mounts = _stopped_mounts(c)
+    return Opened(inroot.Root(fd, mounts), [fd], mounts)
+
+
+def _not_found(path, ref):
+    return errors.NotFound(f"Could not find the file {path} in container {ref}")
+
+
+def _lookup(opened, path, ref, follow):
+    try:
+        return opened.root.lookup(path, follow)
+    except (FileNotFoundError, NotADirectoryError) as e:
+        raise _not_found(path, ref) from e
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise errors.BadParameter(f"{path}: too many levels of symbolic links") from e
+        raise
+
+
+# -- stat and read ----------------------------------------------------------------
+
+def stat_path(opened, path, ref):
+    """The stat of `path` (Docker's ContainerPathStat) and its Node (open)."""
+    absp = abs_path(path)
+    node = _lookup(opened, absp, ref, _follows(absp))
+    link = ""
+    if stat.S_ISLNK(node.st.st_mode):
+        link = opened.root.real_path(absp)
+    return {"name": base_name(absp), "size": node.st.st_size, "mode": go_mode(node.st.st_mode),
+            "mtime": go_time(node.st.st_mtime_ns), "linkTarget": link}, node
+
+
+def top_name(path):
+    """The name of the archive's top entry: the base of the asked path ("."
+    for "dir/."); the root's children are archived at the top."""
+    name = base_name(abs_path(path))
+    return "" if name == "/" else name
+
+
+def write_archive(opened, path, ref, out):
+    """Write the tar of `path` onto `out` (a file-like with write)."""
+    _, node = stat_path(opened, path, ref)
+    with node:
+        tarsafe.write_tar(out, opened.root.tar_entries(node, top_name(path)))
+
+
+def producer(open_fn, path, ref):
+    """A Stream producer: re-opens the root when the stream starts (so that
+    nothing stays open when a reply is never sent) and closes it at its end."""
+    def produce(send):
+        with open_fn() as opened, ChunkWriter(send) as out:
+            write_archive(opened, path, ref, out)
+    return produce
+
+
+# -- write --------------------------------------------------------------------------
+
+def _writable(c, real):
+    """moby's checkWritablePath: a path in a mount follows the mount's mode,
+    any other the rootfs's."""
+    best = None
+    for m in c.data.get("mounts") or []:
+        t = m["target"].rstrip("/")
+        if (real == t or real.startswith(t + "/")) and (best is None or len(t) > len(best["target"])):
+            best = m
+    if best is not None:
+        if not best["rw"]:
+            raise errors.BadParameter("mounted volume is marked read-only")
+        return
+    if c.host.get("ReadonlyRootfs"):
+        raise errors.BadParameter("container rootfs is marked read-only")
+
+
+def extract(c, opened, path, ref, body, view, copy_uid_gid, no_overwrite_dir_non_dir):
+    """Apply the tar `body` (plain or compressed) under directory `path`."""
+    absp = abs_path(path)
+    with _lookup(opened, absp, ref, follow=True) as node:
+        if not stat.S_ISDIR(node.st.st_mode):
+            raise errors.BadParameter("extraction point is not a directory")
+        _writable(c, node.path)
+        owner = None
+        if copy_uid_gid:
+            uid, gid, _, _ = users.resolve(c.config.get("User") or "", view)
+            owner = (uid, gid)
+        try:
+            tarsafe.extract(body, node.proc_path(), whiteouts=False,
+                            replace_types=not no_overwrite_dir_non_dir, root_attrs=False, owner=owner)
+        except tarsafe.BadTar as e:
+            raise errors.BadParameter(f"invalid tar: {e}") from e
+        except OSError as e:
+            if e.errno == errno.EROFS:
+                raise errors.BadParameter(f"{path}: read-only file system") from e
+            raise
