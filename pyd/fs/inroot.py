@@ -163,7 +163,8 @@ class Root:
                                  lambda: os.readlink("", dir_fd=node.fd))  # readlinkat(fd, "")
             return
         fd = node.reopen(os.O_RDONLY | os.O_DIRECTORY)
-        yield tarsafe.tarinfo_from_stat(top, node.st), None
+        if top:  # an empty top name puts the directory's entries at the top (the root's)
+            yield tarsafe.tarinfo_from_stat(top, node.st), None
         links = {}
         yield from self._dir(fd, tuple(split(node.path)), top, links)
 
@@ -191,7 +192,7 @@ class Root:
                     os.close(stack.pop()[0])
                     continue
                 name, st = item
-                cparts, carc = dparts + (name,), f"{darc}/{name}"
+                cparts, carc = dparts + (name,), f"{darc}/{name}" if darc else name
                 mfd = self._open_mount(cparts)
                 if mfd is not None:       # a stopped container's volume: its source
                     try:

@@ -473,13 +473,19 @@ def _setxattr_at(dir_fd: int, name: Optional[str], key: str, value: bytes) -> No
 
 
 def _chmod_at(dir_fd: int, name: str, mode: int) -> None:
-    """chmod a just-created non-symlink node."""
+    """chmod a just-created non-symlink node. The destination may be a live
+    container's (docker cp), whose processes can swap the node for a symlink
+    at any moment: never chmod by a path that could be followed, only the
+    inode an O_PATH|O_NOFOLLOW fd holds."""
     try:
         os.chmod(name, mode, dir_fd=dir_fd, follow_symlinks=False)
     except (NotImplementedError, ValueError):
-        st = _lstat_at(dir_fd, name)
-        if st is not None and not stat.S_ISLNK(st.st_mode):
-            os.chmod(name, mode, dir_fd=dir_fd)
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            if not stat.S_ISLNK(os.fstat(fd).st_mode):
+                os.chmod(f"/proc/self/fd/{fd}", mode)
+        finally:
+            os.close(fd)
 
 
 def _rmtree_at(parent_fd: int, name: str) -> None:
@@ -964,10 +970,14 @@ def write_tar(out: BinaryIO, entries: Iterable[Tuple[tarfile.TarInfo, Data]]) ->
             # them: skip what vanished and pad what shrank (as GNU tar does),
             # so the archive stays whole.
             try:
-                fd = os.open(data, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                # O_NONBLOCK: a live container may have put a FIFO there
+                # since it was listed; opening that must not hang us.
+                fd = os.open(data, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
             with open(fd, "rb", buffering=0) as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    f = io.BytesIO(b"")    # no longer a file: zeros, as for a shrunk one
                 tf.addfile(ti, _Exactly(f, ti.size))
         else:
             tf.addfile(ti, data)
