@@ -158,6 +158,9 @@ def stat_path(opened, path, ref):
     """The stat of `path` (Docker's ContainerPathStat) and its Node (open)."""
     absp = abs_path(path)
     node = _lookup(opened, absp, ref, _follows(absp))
+    if _follows(absp) and not stat.S_ISDIR(node.st.st_mode):
+        node.close()  # "file/" is ENOTDIR to lstat(2), and so to Docker
+        raise _not_found(path, ref)
     link = ""
     if stat.S_ISLNK(node.st.st_mode):
         link = opened.root.real_path(absp)

@@ -10,8 +10,8 @@ import gzip
 import io
 import json
 import os
+import subprocess
 import tarfile
-import time
 import uuid
 from urllib.parse import quote
 
@@ -207,6 +207,8 @@ def test_unknown_container_and_path(api, busybox, box):
     r = api.get(archive_url(box, "/nonexistent"))
     assert b"Could not find the file /nonexistent in container" in r.body
     assert api.get(archive_url(box, "/f/x")).status == 404  # a file as a directory
+    assert api.get(archive_url(box, "/f/")).status == 404
+    assert api.request("HEAD", archive_url(box, "/abs/.")).status == 404  # a link to a missing file
     assert put(api, nobody, "/d", make_tar(("z", "file", b"z"))).status == 404
     assert put(api, box, "/no/such", make_tar(("z", "file", b"z"))).status == 404
     assert api.get(f"/containers/{box}/archive").status == 400  # no path
@@ -388,3 +390,66 @@ def test_vfs_driver_stopped_and_running(new_daemon, busybox_tar):
     r = put(api, cid, "/", make_tar(("esc", "sym", "/"), ("esc/tmp/x", "file", b"x")))
     assert r.status == 400, r
     assert api.delete(f"/containers/{cid}?force=1").status == 204
+
+
+# --------------------------------------------------------------------------
+# the docker CLI (docker cp both ways)
+# --------------------------------------------------------------------------
+
+DOCKER = "/usr/local/bin/docker"
+
+
+@pytest.fixture
+def docker(daemon, busybox):
+    if not os.access(DOCKER, os.X_OK):
+        pytest.skip("no docker CLI at " + DOCKER)
+
+    def run(*args, ok=True):
+        p = subprocess.run([DOCKER, "-H", f"tcp://127.0.0.1:{daemon.port}", *args],
+                           capture_output=True, timeout=120)
+        if ok:
+            assert p.returncode == 0, (args, p.stdout, p.stderr)
+        return p
+    return run
+
+
+def test_docker_cp_both_ways(api, box, docker, tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "top.txt").write_text("top\n")
+    (src / "sub" / "deep.txt").write_text("deep\n")
+    docker("cp", str(src / "top.txt"), f"{box}:/tmp/")
+    docker("cp", str(src), f"{box}:/tmp/")
+    assert content(api, box, "/tmp/top.txt") == b"top\n"
+    assert content(api, box, "/tmp/src/sub/deep.txt") == b"deep\n"
+    out = tmp_path / "out"
+    out.mkdir()
+    docker("cp", f"{box}:/tmp/src", str(out))
+    assert (out / "src" / "sub" / "deep.txt").read_text() == "deep\n"
+    docker("cp", f"{box}:/d/.", str(out / "dcopy"))
+    assert (out / "dcopy" / "x").read_text() == "one\n"
+    assert (out / "dcopy" / "sub" / "y").read_text() == "two\n"
+
+
+def test_docker_cp_symlinks_pointing_outside(api, box, docker, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    docker("cp", f"{box}:/abs", str(out / "abs"))
+    assert os.readlink(out / "abs") == "/etc/shadow"          # the link, not the host's file
+    # The daemon sends the relative link as it is; the CLI itself refuses to
+    # make, on the host, a link that climbs out of the destination.
+    names, _, _ = get_tar(api, box, "/rel")
+    assert names["rel"].linkname == "../../../../etc/shadow"
+    p = docker("cp", f"{box}:/rel", str(out / "rel"), ok=False)
+    assert p.returncode != 0 and b"invalid symlink" in p.stderr, p
+    assert not os.path.lexists(out / "rel")
+    shadow = os.stat("/etc/shadow")
+    (tmp_path / "payload").write_text("payload\n")
+    docker("cp", str(tmp_path / "payload"), f"{box}:/abs")    # the CLI follows it, in the container
+    assert content(api, box, "/etc/shadow") == b"payload\n"
+    after = os.stat("/etc/shadow")
+    assert (after.st_mtime_ns, after.st_size) == (shadow.st_mtime_ns, shadow.st_size)
+    docker("cp", str(tmp_path / "payload"), f"{box}:/uplink/tmp/")
+    assert content(api, box, "/tmp/payload") == b"payload\n"
+    p = docker("cp", f"{box}:/no/such", str(out), ok=False)
+    assert p.returncode != 0 and b"Could not find the file" in p.stderr
