@@ -116,10 +116,12 @@ def open_root(c, runtime, layers, write):
             raise errors.Conflict(f"container {c.short_id} is not running")
         fd = os.open(f"/proc/{p.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            # The pid was still the container's when we opened it: its pidfd
-            # (held until it is reaped) says it has not exited.
+            # The pid was still the container's when we opened it if its pidfd
+            # says it has not exited yet (a live pid is never reused). Once
+            # reaped (ESRCH) or with the pidfd closed by the monitor (EBADF),
+            # the exit is about to be recorded: say so rather than guess.
             signal.pidfd_send_signal(p.pidfd, 0)
-        except ProcessLookupError as e:
+        except OSError as e:
             os.close(fd)
             raise errors.Conflict(f"container {c.short_id} is stopping") from e
         return Opened(inroot.Root(fd), [fd], None)
