@@ -89,9 +89,11 @@ class Opened:
         self.root, self._fds, self.mounts = root, fds, mounts
 
     def close(self):
-        for fd in self._fds:
+        fds, self._fds = self._fds, []
+        for fd in fds:
             os.close(fd)
-        self._fds = []
+
+    __del__ = close  # a safety net only: every path closes explicitly
 
     def __enter__(self):
         return self
@@ -114,7 +116,10 @@ def open_root(c, runtime, layers, write):
         p = runtime.process(c.id)
         if p is None:
             raise errors.Conflict(f"container {c.short_id} is not running")
-        fd = os.open(f"/proc/{p.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = os.open(f"/proc/{p.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError as e:
+            raise errors.Conflict(f"container {c.short_id} is stopping") from e
         try:
             # The pid was still the container's when we opened it if its pidfd
             # says it has not exited yet (a live pid is never reused). Once
@@ -177,19 +182,17 @@ def top_name(path):
     return "" if name == "/" else name
 
 
-def write_archive(opened, path, ref, out):
-    """Write the tar of `path` onto `out` (a file-like with write)."""
-    _, node = stat_path(opened, path, ref)
-    with node:
-        tarsafe.write_tar(out, opened.root.tar_entries(node, top_name(path)))
-
-
-def producer(open_fn, path, ref):
-    """A Stream producer: re-opens the root when the stream starts (so that
-    nothing stays open when a reply is never sent) and closes it at its end."""
+def producer(opened, node, path):
+    """A Stream producer writing the tar of `node` (found at `path`), the very
+    object the stat described; it closes `node` and `opened` at its end. A
+    reply never sent drops the producer, and their finalizers close them."""
     def produce(send):
-        with open_fn() as opened, ChunkWriter(send) as out:
-            write_archive(opened, path, ref, out)
+        try:
+            with ChunkWriter(send) as out:
+                tarsafe.write_tar(out, opened.root.tar_entries(node, top_name(path)))
+        finally:
+            node.close()
+            opened.close()
     return produce
 
 

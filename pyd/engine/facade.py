@@ -449,17 +449,20 @@ class Engine:
 
     def container_archive(self, ref, path):
         """(stat, producer): the stat (404 before any byte is sent) and a
-        Stream producer writing the tar of `path`. The lock is held only
-        while the root is opened: an open root stays valid without it."""
-        st = self.container_stat_path(ref, path)
+        Stream producer writing the tar of what the stat describes. The lock
+        is held only while the root is opened: an open root stays valid
+        without it (a stopped container's read-only mount does not use its
+        upper dir as one, so it may start meanwhile)."""
         c = self.containers.get(ref)
-
-        def open_fn():
-            with c.lock:
-                return self._archive_open(c)
-
+        with c.lock:
+            opened = self._archive_open(c)
+        try:
+            st, node = archive.stat_path(opened, path, ref)
+        except BaseException:
+            opened.close()
+            raise
         self.events.publish("container", "archive-path", c.id)
-        return st, archive.producer(open_fn, path, ref)
+        return st, archive.producer(opened, node, path)
 
     def container_extract(self, ref, path, body, copy_uid_gid=False, no_overwrite_dir_non_dir=False):
         """Extract the tar `body` under directory `path`. The lock is held

@@ -48,9 +48,11 @@ class Node:
         self.fd, self.st, self.path = fd, st, path
 
     def close(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    __del__ = close  # a safety net for a node dropped unclosed (a reply never sent)
 
     def __enter__(self):
         return self

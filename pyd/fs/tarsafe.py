@@ -930,7 +930,9 @@ Data = Union[None, bytes, str, os.PathLike, BinaryIO]
 
 
 class _Exactly:
-    """Reads exactly `size` bytes from `f`: zeros after an early EOF."""
+    """Reads exactly `size` bytes from `f`: zeros after an early EOF, or
+    after a read error (the header is out already; sysfs files of a live
+    container fail with EIO or EINVAL, and the archive must stay whole)."""
 
     def __init__(self, f, size):
         self._f, self._left = f, size
@@ -938,7 +940,13 @@ class _Exactly:
     def read(self, n=-1):
         if n is None or n < 0 or n > self._left:
             n = self._left
-        data = self._f.read(n) if n else b""
+        try:
+            data = (self._f.read(n) or b"") if n else b""
+        except OSError as e:
+            if e.errno in _HOST_ERRNOS - {errno.EIO}:
+                raise
+            log.debug("reading for the archive: %s; padding with zeros", e)
+            data, self._f = b"", io.BytesIO(b"")
         if len(data) < n:
             data += bytes(n - len(data))
         self._left -= len(data)
@@ -973,7 +981,13 @@ def write_tar(out: BinaryIO, entries: Iterable[Tuple[tarfile.TarInfo, Data]]) ->
                 # O_NONBLOCK: a live container may have put a FIFO there
                 # since it was listed; opening that must not hang us.
                 fd = os.open(data, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-            except FileNotFoundError:
+            except OSError as e:
+                # vanished, swapped for a symlink (ELOOP), or unreadable even
+                # to root (some sysfs and securityfs files): left out, as
+                # Docker's tarballer leaves out what it cannot add
+                if e.errno not in (errno.ENOENT, errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENXIO):
+                    raise
+                log.debug("left out of the archive: %s", e)
                 continue
             with open(fd, "rb", buffering=0) as f:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):

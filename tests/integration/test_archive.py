@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import tarfile
+import time
 import uuid
 from urllib.parse import quote
 
@@ -453,3 +454,31 @@ def test_docker_cp_symlinks_pointing_outside(api, box, docker, tmp_path):
     assert content(api, box, "/tmp/payload") == b"payload\n"
     p = docker("cp", f"{box}:/no/such", str(out), ok=False)
     assert p.returncode != 0 and b"Could not find the file" in p.stderr
+
+
+# --------------------------------------------------------------------------
+# a running container swapping links under the copy
+# --------------------------------------------------------------------------
+
+def test_links_swapped_during_copies_stay_inside(api, busybox, ctrs, tmp_path):
+    name = uniq("race")
+    target = tmp_path / "target"
+    target.mkdir()
+    cid = api.create(sh(f"mkdir -p /race; echo ready; while true; do rm -rf /race/t; ln -s {target} /race/t; "
+                        f"rm -f /race/t; mkdir /race/t; rm -rf /race/t; ln -s / /race/t; done"))
+    ctrs.append(cid)
+    api.start(cid)
+    try:
+        wait_logs(api, cid, "ready")
+        statuses = set()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            for path, data in (("/race", make_tar((f"t/{name}", "file", b"x"))),
+                               ("/race/t", make_tar((name, "file", b"x")))):
+                statuses.add(put(api, cid, path, data).status)
+            statuses.add(api.get(archive_url(cid, "/race/t/")).status)
+        assert statuses <= {200, 400, 404}, statuses
+        assert os.listdir(target) == []
+        assert not os.path.exists(f"/{name}")
+    finally:
+        kill(api, cid)
