@@ -1167,3 +1167,57 @@ int pyd_overlay_fsmount(const char *const *lowers, int nlowers, const char *uppe
     close(fs);
     return err ? -err : mnt;
 }
+
+/* pyd_clone_tree: a detached recursive bind of `source` (a host path chosen
+ * by the daemon), read-only (recursively) when asked: open_tree(
+ * OPEN_TREE_CLONE). Returns its fd or -errno.
+ * pyd_attach_bind: such a bind moved onto the directory or file
+ * `target_fd` (an O_PATH fd, typically inside a detached mount tree) by
+ * move_mount between fds, so the target is never looked up by a path.
+ * Returns 0 or -errno. */
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#define PYD_OPEN_TREE_CLONE 1
+#define PYD_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#define PYD_MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+
+struct pyd_mount_attr {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
+int pyd_clone_tree(const char *source, int readonly)
+{
+    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source,
+                            PYD_OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0)
+        return -errno;
+    if (readonly) {
+        struct pyd_mount_attr a = { .attr_set = PYD_MOUNT_ATTR_RDONLY };
+        if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0) {
+            int err = errno;
+            close(tree);
+            return -err;
+        }
+    }
+    return tree;
+}
+
+int pyd_attach_bind(const char *source, int target_fd, int readonly)
+{
+    int tree = pyd_clone_tree(source, readonly);
+    if (tree < 0)
+        return tree;
+    int err = 0;
+    if (syscall(SYS_move_mount, tree, "", target_fd, "",
+                PYD_MOVE_MOUNT_F_EMPTY_PATH | PYD_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        err = errno;
+    close(tree);
+    return -err;
+}

@@ -398,3 +398,24 @@ def overlay_mount_fd(lowers, upper=None, work=None, readonly=False):
     if fd < 0:
         raise OSError(-fd, f"mount overlay (fsmount): {os.strerror(-fd)}")
     return fd
+
+
+def attach_bind(source, target_fd, readonly=False):
+    """Bind host path `source` recursively onto the O_PATH fd `target_fd`
+    (open_tree + move_mount: the target is never looked up by path), e.g.
+    inside a detached mount from overlay_mount_fd."""
+    ffi, lib = _shim()
+    rc = lib.pyd_attach_bind(_bytes(source, "bind source"), target_fd, 1 if readonly else 0)
+    if rc < 0:
+        raise OSError(-rc, f"bind {source}: {os.strerror(-rc)}")
+
+
+def tree_fd(source, readonly=False):
+    """A detached recursive bind of host path `source` (open_tree
+    OPEN_TREE_CLONE): the fd of its root, attached nowhere; mounts can be
+    attached below it (attach_bind). The caller closes it."""
+    ffi, lib = _shim()
+    fd = lib.pyd_clone_tree(_bytes(source, "bind source"), 1 if readonly else 0)
+    if fd < 0:
+        raise OSError(-fd, f"open_tree {source}: {os.strerror(-fd)}")
+    return fd

@@ -4,12 +4,13 @@ container, running or stopped. See docs/archive.md.
 Where the files are:
   running   /proc/<init pid>/root: the container's own root with its binds,
             volumes and etc files, exactly as its processes see them.
-  stopped   overlay2: a *detached* overlay mount of the container's layers
-            (native.overlay_mount_fd), attached nowhere and gone with its fd;
-            read-only without an upper dir for reading, with the container's
-            upper and work dirs for writing. vfs: the container's rootfs copy.
-            The mounts it would have (etc files, c.data["mounts"]) are
-            overlaid by the in-root walk (fs.inroot), from their sources.
+  stopped   a *detached* mount tree, attached nowhere and gone with its fd:
+            overlay2, an overlay of the container's layers
+            (native.overlay_mount_fd), read-only without an upper dir for
+            reading, with the container's upper and work dirs for writing;
+            vfs, a bind of its rootfs copy. Its etc files and c.data["mounts"]
+            are bound onto it (native.attach_bind) as a start would, so
+            volumes and read-only binds behave as in the running container.
 Every path is resolved by fs.inroot, inside that root; tars are written by
 tarsafe.extract, which never follows a symlink and refuses escapes.
 
@@ -21,6 +22,7 @@ under its own name (or "." for "dir/."); the stat is {name, size, mode
 
 import datetime
 import errno
+import logging
 import os
 import posixpath
 import signal
@@ -31,6 +33,8 @@ from ..fs import inroot, tarsafe
 from ..runtime import users
 from . import etcfiles, lifecycle as lc
 from .fsops import ChunkWriter
+
+log = logging.getLogger(__name__)
 
 # Go's os.FileMode type bits
 _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24
@@ -83,13 +87,13 @@ def _follows(absp):
 
 class Opened:
     """A container's root for one operation; close() releases its fds (and so
-    a stopped container's private mount)."""
+    a stopped container's private mount tree)."""
 
-    def __init__(self, root, fds, mounts):
-        self.root, self._fds, self.mounts = root, fds, mounts
+    def __init__(self, root, fds):
+        self.root, self._fds = root, fds
 
     def close(self):
-        fds, self._fds = self._fds, []
+        fds, self._fds = getattr(self, "_fds", []), []
         for fd in fds:
             os.close(fd)
 
@@ -102,12 +106,29 @@ class Opened:
         self.close()
 
 
-def _stopped_mounts(c):
-    """{target: source} of the mounts a stopped container would have."""
-    out = {target: os.path.join(c.path, name) for name, target in etcfiles.NAMES}
-    for m in c.data.get("mounts") or []:
-        out[m["target"]] = m["source"]
-    return out
+def _attach_mounts(c, root, write):
+    """Bind the container's etc files and mounts onto its detached root, in
+    the start's order (parents first), each target resolved inside the root.
+    A target missing from the root is left out: the container never had it
+    mounted (a container not started yet has no etc files or volumes; Docker
+    makes them at start too). Everything is read-only unless writing."""
+    binds = [(os.path.join(c.path, name), target, True) for name, target in etcfiles.NAMES]
+    binds += [(m["source"], m["target"], m["rw"]) for m in c.data.get("mounts") or []]
+    for source, target, rw in binds:
+        try:
+            node = root.lookup(target, follow=True)
+        except (FileNotFoundError, NotADirectoryError):
+            log.debug("%s: no %s to mount %s on", c.short_id, target, source)
+            continue
+        with node:
+            try:
+                is_dir = stat.S_ISDIR(os.stat(source).st_mode)
+            except FileNotFoundError:
+                log.warning("%s: the source %s of %s is gone", c.short_id, source, target)
+                continue
+            if is_dir != stat.S_ISDIR(node.st.st_mode):
+                continue
+            native.attach_bind(source, node.fd, readonly=not (write and rw))
 
 
 def open_root(c, runtime, layers, write):
@@ -129,19 +150,25 @@ def open_root(c, runtime, layers, write):
         except OSError as e:
             os.close(fd)
             raise errors.Conflict(f"container {c.short_id} is stopping") from e
-        return Opened(inroot.Root(fd), [fd], None)
+        return Opened(inroot.Root(fd), [fd])
     if c.status not in (lc.CREATED, lc.EXITED):
         raise errors.Conflict(f"container {c.short_id} is {c.status}")
     if c.data["driver"] == "vfs":
-        fd = os.open(c.file("rootfs"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        # a detached bind of the copy, so that mounts can be attached to it
+        fd = native.tree_fd(c.file("rootfs"), readonly=not write)
     elif write:
         fd = native.overlay_mount_fd(layers, c.file("upper"), c.file("work"))
     else:
         # Reading needs no upper dir: the container's own as the top lower
         # layer, so nothing can be copied up or marked in it.
         fd = native.overlay_mount_fd([c.file("upper")] + list(layers), readonly=True)
-    mounts = _stopped_mounts(c)
-    return Opened(inroot.Root(fd, mounts), [fd], mounts)
+    opened = Opened(inroot.Root(fd), [fd])
+    try:
+        _attach_mounts(c, opened.root, write)
+    except BaseException:
+        opened.close()
+        raise
+    return opened
 
 
 def _not_found(path, ref):

@@ -1,9 +1,9 @@
 """Paths resolved inside a container's root, never outside it.
 
-A `Root` is a directory fd standing for a container's "/" (its
-/proc/<pid>/root, a detached overlay mount, or a vfs copy) plus, for a
-container that is not running, the mounts it would have ({target: host
-source}); a running container's mounts are already in its namespace.
+A `Root` is a directory fd standing for a container's "/": its
+/proc/<pid>/root, or a detached mount tree made for a stopped container
+(engine.archive). Its mounts are the kernel's, crossed as the walk opens
+names.
 
 Resolution works like openat2(RESOLVE_IN_ROOT), done in Python one
 component at a time: every step opens a single name relative to a
@@ -12,12 +12,12 @@ a ".." for us. A symlink is read and its target pushed back onto the
 path to walk (an absolute one restarts at the root); ".." pops the
 stack of directory fds we came through and stops at the root. Nothing
 can climb out, whatever the container's links say or do meanwhile.
-Python rather than the shim's open_in_root (openat2) because the walk must
-know the container path it has reached, to switch to a volume's source
-where a stopped container's mount would be; the kernel does not say.
+Python rather than the shim's open_in_root (openat2(RESOLVE_IN_ROOT)):
+the callers need the container path the walk reached (Docker's linkTarget,
+which mount a write lands in), which the kernel does not give back.
 
 Map:
-  Root(fd, mounts).lookup(path, follow)  -> Node (fd, stat, container path)
+  Root(fd).lookup(path, follow)          -> Node (fd, stat, container path)
   Root.real_path(path)                   -> the container path links lead to
   Root.tar_entries(node, top)            -> (TarInfo, data) for tarsafe.write_tar
 """
@@ -71,23 +71,8 @@ class Node:
 
 
 class Root:
-    def __init__(self, fd, mounts=None):
+    def __init__(self, fd):
         self.fd = fd
-        # ("a", "b") -> host source path; only for a container not running
-        self.mounts = {tuple(split(t)): src for t, src in (mounts or {}).items()}
-
-    def _open_mount(self, parts):
-        src = self.mounts.get(parts)
-        if src is None:
-            return None
-        # The source is the daemon's own (a volume dir, an admin's bind): trusted.
-        return os.open(src, os.O_PATH | os.O_CLOEXEC)
-
-    def _open_child(self, dir_fd, parts):
-        fd = self._open_mount(parts)
-        if fd is None:
-            fd = os.open(parts[-1], _O_NODE, dir_fd=dir_fd)
-        return fd
 
     def _walk(self, path, follow, missing_ok=False):
         """(Node, rest): the node `path` leads to. With `missing_ok` a missing
@@ -108,7 +93,7 @@ class Root:
                 dir_fd, here = stack[-1]
                 parts = here + (name,)
                 try:
-                    fd = self._open_child(dir_fd, parts)
+                    fd = os.open(name, _O_NODE, dir_fd=dir_fd)
                 except FileNotFoundError:
                     if missing_ok:
                         return self._node(stack), [name] + todo
@@ -158,17 +143,19 @@ class Root:
     def tar_entries(self, node, top):
         """(TarInfo, data) pairs for tarsafe.write_tar: `node` named `top` in
         the archive, and below it, if it is a directory, everything it holds.
-        Symlinks are archived, never followed; descending uses fds only.
-        A stopped container's mounts below `node` are shown from their source."""
+        Symlinks are archived, never followed; descending uses fds only."""
         if not stat.S_ISDIR(node.st.st_mode):
             yield from self._one(top, node.st, lambda: node.reopen(os.O_RDONLY),
                                  lambda: os.readlink("", dir_fd=node.fd))  # readlinkat(fd, "")
             return
         fd = node.reopen(os.O_RDONLY | os.O_DIRECTORY)
-        if top:  # an empty top name puts the directory's entries at the top (the root's)
-            yield tarsafe.tarinfo_from_stat(top, node.st), None
-        links = {}
-        yield from self._dir(fd, tuple(split(node.path)), top, links)
+        try:
+            if top:  # an empty top name puts the directory's entries at the top (the root's)
+                yield tarsafe.tarinfo_from_stat(top, node.st), None
+        except BaseException:   # closed before _dir took the fd over
+            os.close(fd)
+            raise
+        yield from self._dir(fd, top, {})
 
     def _one(self, name, st, open_data, read_link):
         if stat.S_ISSOCK(st.st_mode):
@@ -182,34 +169,19 @@ class Root:
         else:
             yield tarsafe.tarinfo_from_stat(name, st), None
 
-    def _dir(self, fd, parts, arc, links):
+    def _dir(self, fd, arc, links):
         """Depth first, sorted; `fd` (an O_RDONLY dir fd) is closed here. An
         explicit stack bounds the recursion by fds, not Python frames."""
-        stack = [(fd, parts, arc, iter(_entries(fd)))]
+        stack = [(fd, arc, iter(_entries(fd)))]
         try:
             while stack:
-                dfd, dparts, darc, it = stack[-1]
+                dfd, darc, it = stack[-1]
                 item = next(it, None)
                 if item is None:
                     os.close(stack.pop()[0])
                     continue
                 name, st = item
-                cparts, carc = dparts + (name,), f"{darc}/{name}" if darc else name
-                mfd = self._open_mount(cparts)
-                if mfd is not None:       # a stopped container's volume: its source
-                    try:
-                        st = os.fstat(mfd)
-                        if stat.S_ISDIR(st.st_mode):
-                            sub = os.open(f"/proc/self/fd/{mfd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                            yield tarsafe.tarinfo_from_stat(carc, st), None
-                            stack.append((sub, cparts, carc, iter(_entries(sub))))
-                        else:
-                            yield from self._one(carc, st, lambda: os.open(f"/proc/self/fd/{mfd}",
-                                                                           os.O_RDONLY | os.O_CLOEXEC),
-                                                 lambda: "")
-                    finally:
-                        os.close(mfd)
-                    continue
+                carc = f"{darc}/{name}" if darc else name
                 if stat.S_ISDIR(st.st_mode):
                     try:
                         sub = os.open(name, _O_DIR, dir_fd=dfd)
@@ -218,7 +190,7 @@ class Root:
                             raise
                         continue          # changed while we walked a live container
                     yield tarsafe.tarinfo_from_stat(carc, st), None
-                    stack.append((sub, cparts, carc, iter(_entries(sub))))
+                    stack.append((sub, carc, iter(_entries(sub))))
                     continue
                 if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                     key = (st.st_dev, st.st_ino)

@@ -331,9 +331,15 @@ def test_put_into_a_stopped_containers_volume(api, busybox, ctrs):
     assert content(api, cid, "/vol/f") == b"in the volume\n"
     names, _, _ = get_tar(api, cid, "/")
     assert "vol/f" in names
+    # from above the volume, entries inside it land in it too (it is mounted)
+    assert put(api, cid, "/", make_tar(("vol/g", "file", b"from the top\n"))).status == 200
+    source = [m["Source"] for m in inspect_mounts(api, cid) if m["Destination"] == "/vol"]
     api.start(cid)
     assert api.wait(cid) == 0
     assert "in the volume" in api.logs(cid).decode()
+    assert source, inspect_mounts(api, cid)
+    with open(os.path.join(source[0], "g"), "rb") as f:
+        assert f.read() == b"from the top\n"
 
 
 def test_put_into_a_read_only_bind_is_refused(api, busybox, ctrs, tmp_path):
@@ -351,7 +357,23 @@ def test_put_into_a_read_only_bind_is_refused(api, busybox, ctrs, tmp_path):
         kill(api, cid)
     r = put(api, cid, "/ro", make_tar(("x", "file", b"x")))  # stopped: the same rule
     assert r.status == 400, r
-    assert os.listdir(host) == []
+    for state in ("stopped", "running"):  # from above the bind: the mount is read-only
+        if state == "running":
+            api.start(cid)
+            wait_logs(api, cid, "ready")
+        r = put(api, cid, "/", make_tar(("ro/y", "file", b"y")))
+        assert r.status == 400 and b"read-only" in r.body, (state, r)
+        assert os.listdir(host) == []
+    kill(api, cid)
+
+
+def inspect_mounts(api, cid):
+    """[{Source, Destination}] from inspect, whichever surface shape it has."""
+    info = api.get(f"/containers/{cid}/json").json()
+    mounts = info.get("Mounts")
+    if mounts:
+        return mounts
+    return [{"Source": src, "Destination": dst} for dst, src in (info.get("Volumes") or {}).items()]
 
 
 def test_etc_files_of_a_stopped_container(api, busybox, ctrs):
