@@ -65,7 +65,7 @@ def box(request, api, busybox, ctrs):
 
 def archive_url(cid, path, **query):
     q = "&".join([f"path={quote(path)}"] + [f"{k}={v}" for k, v in query.items()])
-    return f"/containers/{cid}/archive?{q}"
+    return f"/v1.41/containers/{cid}/archive?{q}"
 
 
 def get_tar(api, cid, path):
@@ -212,7 +212,9 @@ def test_unknown_container_and_path(api, busybox, box):
     assert api.request("HEAD", archive_url(box, "/abs/.")).status == 404  # a link to a missing file
     assert put(api, nobody, "/d", make_tar(("z", "file", b"z"))).status == 404
     assert put(api, box, "/no/such", make_tar(("z", "file", b"z"))).status == 404
-    assert api.get(f"/containers/{box}/archive").status == 400  # no path
+    assert api.get(f"/v1.41/containers/{box}/archive").status == 400  # no path
+    # not an endpoint of v1.3 (it came with 1.20): 404 there, like other modern ones
+    assert api.get(f"/v1.3/containers/{box}/archive?path=/f").status == 404
 
 
 # --------------------------------------------------------------------------
@@ -504,3 +506,25 @@ def test_links_swapped_during_copies_stay_inside(api, busybox, ctrs, tmp_path):
         assert not os.path.exists(f"/{name}")
     finally:
         kill(api, cid)
+
+
+def test_read_only_rootfs(api, busybox, ctrs):
+    r = api.post("/v1.41/containers/create", {"Image": "busybox", "Cmd": sh("echo ready; sleep 300"),
+                                              "Volumes": {"/rw": {}},
+                                              "HostConfig": {"ReadonlyRootfs": True}})
+    assert r.status == 201, r
+    cid = r.json()["Id"]
+    ctrs.append(cid)
+    api.start(cid)
+    try:
+        wait_logs(api, cid, "ready")
+        r = put(api, cid, "/tmp", make_tar(("x", "file", b"x")))
+        assert r.status == 400 and b"container rootfs is marked read-only" in r.body, r
+        assert put(api, cid, "/rw", make_tar(("x", "file", b"x"))).status == 200
+    finally:
+        kill(api, cid)
+    r = put(api, cid, "/tmp", make_tar(("x", "file", b"x")))
+    assert r.status == 400 and b"read-only" in r.body, r
+    assert put(api, cid, "/rw", make_tar(("y", "file", b"y"))).status == 200
+    assert content(api, cid, "/rw/x") == b"x" and content(api, cid, "/rw/y") == b"y"
+    assert api.get(archive_url(cid, "/tmp/x")).status == 404
