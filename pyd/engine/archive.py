@@ -225,16 +225,30 @@ def producer(opened, node, path):
 
 # -- write --------------------------------------------------------------------------
 
+def _mount_modes(c):
+    """{target: writable} of the container's mounts. A running container's
+    tmpfs mounts count too: through its /proc/<pid>/root a copy lands in them
+    (a stopped one has none: a copy would land in the rootfs under them)."""
+    modes = {m["target"]: m["rw"] for m in c.data.get("mounts") or []}
+    if c.status == lc.RUNNING:
+        for target, options in (c.host.get("Tmpfs") or {}).items():
+            modes.setdefault(target, "ro" not in (options or "").split(","))
+        for m in c.host.get("Mounts") or []:
+            if m.get("Type") == "tmpfs":
+                modes.setdefault(m["Target"], not m.get("ReadOnly"))
+    return modes
+
+
 def _writable(c, real):
     """moby's checkWritablePath: a path in a mount follows the mount's mode,
     any other the rootfs's."""
     best = None
-    for m in c.data.get("mounts") or []:
-        t = m["target"].rstrip("/")
-        if (real == t or real.startswith(t + "/")) and (best is None or len(t) > len(best["target"])):
-            best = m
+    for target, rw in _mount_modes(c).items():
+        t = target.rstrip("/")
+        if (real == t or real.startswith(t + "/")) and (best is None or len(t) > len(best[0])):
+            best = (t, rw)
     if best is not None:
-        if not best["rw"]:
+        if not best[1]:
             raise errors.BadParameter("mounted volume is marked read-only")
         return
     if c.host.get("ReadonlyRootfs"):

@@ -528,3 +528,21 @@ def test_read_only_rootfs(api, busybox, ctrs):
     assert put(api, cid, "/rw", make_tar(("y", "file", b"y"))).status == 200
     assert content(api, cid, "/rw/x") == b"x" and content(api, cid, "/rw/y") == b"y"
     assert api.get(archive_url(cid, "/tmp/x")).status == 404
+
+
+def test_read_only_rootfs_with_a_tmpfs(api, busybox, ctrs):
+    r = api.post("/v1.41/containers/create", {"Image": "busybox", "Cmd": sh("echo ready; sleep 300"),
+                                              "HostConfig": {"ReadonlyRootfs": True, "Tmpfs": {"/tmp": ""}}})
+    assert r.status == 201, r
+    cid = r.json()["Id"]
+    ctrs.append(cid)
+    api.start(cid)
+    try:
+        wait_logs(api, cid, "ready")
+        assert put(api, cid, "/tmp", make_tar(("t", "file", b"t"))).status == 200  # the tmpfs is writable
+        assert content(api, cid, "/tmp/t") == b"t"
+        assert put(api, cid, "/etc", make_tar(("t", "file", b"t"))).status == 400
+    finally:
+        kill(api, cid)
+    # stopped, there is no tmpfs: /tmp is the read-only rootfs
+    assert put(api, cid, "/tmp", make_tar(("t", "file", b"t"))).status == 400
