@@ -204,9 +204,9 @@ def stat_path(opened, path, ref):
 
 def top_name(path):
     """The name of the archive's top entry: the base of the asked path ("."
-    for "dir/."); the root's children are archived at the top."""
-    name = base_name(abs_path(path))
-    return "" if name == "/" else name
+    for "dir/.", "/" for the root, whose entries are then "/bin"...: what
+    dockerd sends, and what the docker CLI's rebasing expects)."""
+    return base_name(abs_path(path))
 
 
 def producer(opened, node, path):

@@ -150,8 +150,7 @@ class Root:
             return
         fd = node.reopen(os.O_RDONLY | os.O_DIRECTORY)
         try:
-            if top:  # an empty top name puts the directory's entries at the top (the root's)
-                yield tarsafe.tarinfo_from_stat(top, node.st), None
+            yield tarsafe.tarinfo_from_stat(top, node.st), None
         except BaseException:   # closed before _dir took the fd over
             os.close(fd)
             raise
@@ -181,7 +180,7 @@ class Root:
                     os.close(stack.pop()[0])
                     continue
                 name, st = item
-                carc = f"{darc}/{name}" if darc else name
+                carc = f"{darc.rstrip('/')}/{name}"      # below "/": "/bin"
                 if stat.S_ISDIR(st.st_mode):
                     try:
                         sub = os.open(name, _O_DIR, dir_fd=dfd)

@@ -331,8 +331,8 @@ def test_put_into_a_stopped_containers_volume(api, busybox, ctrs):
     assert api.wait(cid) == 0
     assert put(api, cid, "/vol", make_tar(("f", "file", b"in the volume\n"))).status == 200
     assert content(api, cid, "/vol/f") == b"in the volume\n"
-    names, _, _ = get_tar(api, cid, "/")
-    assert "vol/f" in names
+    names, _, st = get_tar(api, cid, "/")
+    assert "/vol/f" in names and "/bin/busybox" in names and st["name"] == "/"  # as dockerd names them
     # from above the volume, entries inside it land in it too (it is mounted)
     assert put(api, cid, "/", make_tar(("vol/g", "file", b"from the top\n"))).status == 200
     source = [m["Source"] for m in inspect_mounts(api, cid) if m["Destination"] == "/vol"]
@@ -546,3 +546,16 @@ def test_read_only_rootfs_with_a_tmpfs(api, busybox, ctrs):
         kill(api, cid)
     # stopped, there is no tmpfs: /tmp is the read-only rootfs
     assert put(api, cid, "/tmp", make_tar(("t", "file", b"t"))).status == 400
+
+
+def test_docker_cp_the_root_of_a_stopped_container(api, busybox, docker, ctrs, tmp_path):
+    cid = api.create(sh("echo at-root > /f"))
+    ctrs.append(cid)
+    api.start(cid)
+    assert api.wait(cid) == 0
+    docker("cp", f"{cid}:/", str(tmp_path / "newdir"))      # a new directory named after the dest
+    assert (tmp_path / "newdir" / "f").read_text() == "at-root\n"
+    assert (tmp_path / "newdir" / "bin" / "busybox").is_file()
+    (tmp_path / "existing").mkdir()
+    docker("cp", f"{cid}:/", str(tmp_path / "existing"))    # into an existing one: the contents
+    assert (tmp_path / "existing" / "f").read_text() == "at-root\n"

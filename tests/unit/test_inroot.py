@@ -76,7 +76,9 @@ def test_loops_and_non_dirs(tree):
 def test_tar_entries_archive_links_as_links(tree):
     root, _, _ = tree
     with root.lookup("/") as node:
-        entries = {ti.name: ti for ti, _ in root.tar_entries(node, "")}
-    assert entries["abs"].issym() and entries["abs"].linkname == "/"
-    assert entries["host"].issym() and not [n for n in entries if n.startswith(("host/", "up/"))]
-    assert "etc/passwd" in entries and not [n for n in entries if n.startswith("/")]
+        entries = {ti.name: ti for ti, _ in root.tar_entries(node, "/")}
+    assert entries["/abs"].issym() and entries["/abs"].linkname == "/"
+    assert entries["/host"].issym() and not [n for n in entries if n.startswith(("/host/", "/up/"))]
+    assert "/etc/passwd" in entries and "/" in entries
+    with root.lookup("/d") as node:
+        assert sorted(ti.name for ti, _ in root.tar_entries(node, "d")) == ["d", "d/back", "d/f", "d/sub"]
