@@ -559,3 +559,21 @@ def test_docker_cp_the_root_of_a_stopped_container(api, busybox, docker, ctrs, t
     (tmp_path / "existing").mkdir()
     docker("cp", f"{cid}:/", str(tmp_path / "existing"))    # into an existing one: the contents
     assert (tmp_path / "existing" / "f").read_text() == "at-root\n"
+
+
+def test_put_is_seen_by_the_running_containers_processes(api, busybox, ctrs):
+    cid = api.create(sh("echo ready; sleep 300"), Volumes={"/vol": {}})
+    ctrs.append(cid)
+    api.start(cid)
+    try:
+        wait_logs(api, cid, "ready")
+        data = make_tar(("seen/a", "file", b"root fs\n"), ("vol/b", "file", b"volume\n"))
+        assert put(api, cid, "/", data).status == 200
+        r = api.post(f"/v1.41/containers/{cid}/exec",
+                     {"Cmd": sh("cat /seen/a /vol/b > /seen/out"), "AttachStdout": False})
+        assert r.status == 201, r
+        assert api.post(f"/v1.41/exec/{r.json()['Id']}/start", {"Detach": True}).status in (200, 204)
+        wait_for(lambda: api.get(archive_url(cid, "/seen/out")).status == 200, 10, "/seen/out")
+        wait_for(lambda: content(api, cid, "/seen/out") == b"root fs\nvolume\n", 10, "its content")
+    finally:
+        kill(api, cid)
