@@ -197,7 +197,12 @@ def stat_path(opened, path, ref):
         raise _not_found(path, ref)
     link = ""
     if stat.S_ISLNK(node.st.st_mode):
-        link = opened.root.real_path(absp)
+        try:
+            link = opened.root.real_path(absp)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            link = os.readlink("", dir_fd=node.fd)  # a loop leads nowhere: its own text
     return {"name": base_name(absp), "size": node.st.st_size, "mode": go_mode(node.st.st_mode),
             "mtime": go_time(node.st.st_mtime_ns), "linkTarget": link}, node
 

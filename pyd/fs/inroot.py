@@ -24,6 +24,7 @@ Map:
 
 import errno
 import os
+import posixpath
 import stat
 import tarfile
 
@@ -76,8 +77,8 @@ class Root:
 
     def _walk(self, path, follow, missing_ok=False):
         """(Node, rest): the node `path` leads to. With `missing_ok` a missing
-        component ends the walk: the node is the last existing directory and
-        `rest` the components that were not found."""
+        component (or one under a non-directory) ends the walk: the node is
+        the last directory reached and `rest` the components not walked."""
         todo = split(path)
         stack = [(os.dup(self.fd), ())]        # (O_PATH fd, container path) per directory
         hops = 0
@@ -101,11 +102,13 @@ class Root:
                 st = os.fstat(fd)
                 last = not [p for p in todo if p != "."]
                 if stat.S_ISLNK(st.st_mode) and (follow or not last):
-                    os.close(fd)
+                    try:
+                        target = os.readlink("", dir_fd=fd)   # the link we hold, not the name again
+                    finally:
+                        os.close(fd)
                     hops += 1
                     if hops > MAX_HOPS:
                         raise OSError(errno.ELOOP, f"too many levels of symbolic links in {path}")
-                    target = os.readlink(name, dir_fd=dir_fd)
                     if target.startswith("/"):
                         while len(stack) > 1:
                             os.close(stack.pop()[0])
@@ -113,6 +116,8 @@ class Root:
                     continue
                 if not last and not stat.S_ISDIR(st.st_mode):
                     os.close(fd)
+                    if missing_ok:
+                        return self._node(stack), [name] + todo
                     raise NotADirectoryError(errno.ENOTDIR, f"{'/' + '/'.join(parts)} is not a directory")
                 stack.append((fd, parts))
             return self._node(stack), []
@@ -136,7 +141,7 @@ class Root:
         FollowSymlinkInScope, used for a symlink's linkTarget)."""
         node, rest = self._walk(path, follow=True, missing_ok=True)
         with node:
-            return "/" + "/".join(split(node.path) + rest)
+            return posixpath.normpath("/" + "/".join(split(node.path) + rest))
 
     # -- archiving -------------------------------------------------------
 

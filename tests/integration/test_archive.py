@@ -45,6 +45,7 @@ def wait_logs(api, cid, text, timeout=20):
 
 
 SETUP = ("mkdir -p /d/sub && echo one > /d/x && echo two > /d/sub/y && echo hi > /f; "
+         "ln -s /loop /loop; ln -s /f/under /underfile; "
          "ln -s ../../../../etc/shadow /rel; ln -s /etc/shadow /abs; ln -s / /rootlink; "
          "ln -s ../../.. /uplink; ln -s d /dlink; cp /etc/passwd /passwd.copy; ")
 
@@ -157,6 +158,16 @@ def test_symlinks_are_archived_not_followed(api, box):
         assert st["mode"] & GO_SYMLINK
         # resolved inside the container: /etc/shadow there, whatever the host has
         assert st["linkTarget"] == "/etc/shadow"
+
+
+def test_odd_links_still_have_a_stat(api, box):
+    r = api.request("HEAD", archive_url(box, "/loop"))
+    assert r.status == 200 and decode_stat(r)["linkTarget"] == "/loop"
+    assert api.get(archive_url(box, "/loop/")).status == 400  # following it loops
+    r = api.request("HEAD", archive_url(box, "/underfile"))
+    assert r.status == 200 and decode_stat(r)["linkTarget"] == "/f/under"
+    names, _, _ = get_tar(api, box, "/loop")
+    assert names["loop"].issym() and names["loop"].linkname == "/loop"
 
 
 def test_trailing_slash_follows_a_dir_link(api, box):

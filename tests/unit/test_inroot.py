@@ -62,6 +62,7 @@ def test_final_link_followed_only_when_asked(tree):
     with root.lookup("dlink", follow=True) as node:
         assert stat.S_ISDIR(node.st.st_mode) and node.path == "/d"
     assert root.real_path("up/d/back/nowhere/x") == "/nowhere/x"
+    assert root.real_path("nowhere/../d/f/x") == "/d/f/x"       # under a file: kept as it is
 
 
 def test_loops_and_non_dirs(tree):
