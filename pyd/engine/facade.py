@@ -29,8 +29,8 @@ from ..store.images import ImageStore, short
 from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
 from ..store.refs import parse_repo_tag, split_name
-from . import createconfig, etcfiles, execs, filters as flt, fsops, lifecycle as lc, mounts, plan as plans
-from . import dockerfile_changes, health, logs
+from . import archive, createconfig, etcfiles, execs, filters as flt, fsops, lifecycle as lc, mounts
+from . import dockerfile_changes, health, logs, plan as plans
 from .events import Bus, Overflow
 from .names import random_name
 from .restart import Restarts, wants_restart
@@ -1063,6 +1063,50 @@ class Engine:
         if proc is None:
             raise errors.Conflict(f"Exec {exec_id} is not running")
         proc.resize(h, w)
+
+    # -- archive ------------------------------------------------------------
+    # docker cp (GET/HEAD/PUT /containers/{id}/archive); engine.archive does
+    # the work and docs/archive.md says where the files are.
+
+    def _archive_open(self, c, write=False):
+        """The container's root (engine.archive.Opened); the caller holds c.lock."""
+        layers = self.images.layer_dirs(self.images.get(c.image))
+        return archive.open_root(c, self.runtime, layers, write)
+
+    def container_stat_path(self, ref, path):
+        """Docker's ContainerPathStat of `path` (a dict), for HEAD."""
+        c = self.containers.get(ref)
+        with c.lock, self._archive_open(c) as opened:
+            st, node = archive.stat_path(opened, path, ref)
+            node.close()
+        return st
+
+    def container_archive(self, ref, path):
+        """(stat, producer): the stat (404 before any byte is sent) and a
+        Stream producer writing the tar of what the stat describes. The lock
+        is held only while the root is opened: an open root stays valid
+        without it (a stopped container's read-only mount does not use its
+        upper dir as one, so it may start meanwhile)."""
+        c = self.containers.get(ref)
+        with c.lock:
+            opened = self._archive_open(c)
+        try:
+            st, node = archive.stat_path(opened, path, ref)
+        except BaseException:
+            opened.close()
+            raise
+        self.events.publish("container", "archive-path", c.id)
+        return st, archive.producer(opened, node, path)
+
+    def container_extract(self, ref, path, body, copy_uid_gid=False, no_overwrite_dir_non_dir=False):
+        """Extract the tar `body` under directory `path`. The lock is held
+        throughout: a stopped container's upper dir may be in use by one
+        mount only, so it cannot start meanwhile."""
+        c = self.containers.get(ref)
+        with c.lock, self._archive_open(c, write=True) as opened:
+            archive.extract(c, opened, path, ref, body, self._stack(c)[2], copy_uid_gid,
+                            no_overwrite_dir_non_dir)
+        self.events.publish("container", "extract-to-dir", c.id)
 
 
 def parse_signal(sig):
