@@ -228,6 +228,32 @@ def test_exec_in_a_paused_container_is_refused(api, started):
     wait_for(lambda: api.get(f"{V}/exec/{exec_id}/json").json()["ExitCode"] == 0, what="the exec to run")
 
 
+def test_no_health_probes_while_paused(api, busybox):
+    """As dockerd: a paused container is not probed, so it does not turn unhealthy."""
+    ms = 1_000_000
+    r = api.post(f"{V}/containers/create", {"Image": "busybox", "Cmd": ["sleep", "60"], "Healthcheck": {
+        "Test": ["CMD", "true"], "Interval": 100 * ms, "Timeout": 2000 * ms, "Retries": 1}})
+    assert r.status == 201, r
+    cid = r.json()["Id"]
+
+    def health():
+        return api.get(f"{V}/containers/{cid}/json").json()["State"]["Health"]
+
+    try:
+        assert api.post(f"{V}/containers/{cid}/start").status == 204
+        wait_for(lambda: health()["Status"] == "healthy", what="healthy")
+        assert api.post(f"{V}/containers/{cid}/pause").status == 204
+        time.sleep(0.3)  # a probe that was under way has ended
+        log = health()["Log"]
+        time.sleep(0.8)  # eight intervals
+        h = health()
+        assert h["Status"] == "healthy" and h["FailingStreak"] == 0 and h["Log"] == log, h
+        assert api.post(f"{V}/containers/{cid}/unpause").status == 204
+        wait_for(lambda: health()["Log"][-1]["Start"] > log[-1]["Start"], what="a probe after unpause")
+    finally:
+        api.delete(f"{V}/containers/{cid}?force=1")
+
+
 # -- stats -----------------------------------------------------------------------
 
 def test_stats_one_shot_fields_and_types(api, started):

@@ -586,3 +586,55 @@ def test_delete_force_of_a_running_container(api, busybox):
     assert r.status == 409 and "stop it first" in r.json()["message"]
     assert api.delete(f"{V}/containers/{cid}?force=1").status == 204
     assert api.get(f"{V}/containers/{cid}/json").status == 404
+
+
+# -- health checks ----------------------------------------------------------------------
+
+def test_health_check_runs_through_exec(api, busybox):
+    t0 = time.time()
+    ms = 1_000_000
+    cid = create(api, ["sleep", "60"], Healthcheck={"Test": ["CMD-SHELL", "test -f /tmp/ok && echo fine"],
+                                                    "Interval": 200 * ms, "Timeout": 2000 * ms, "Retries": 2})
+    try:
+        assert api.post(f"{V}/containers/{cid}/start").status == 204
+        assert inspect(api, cid, V)["State"]["Health"]["Status"] == "starting"
+        wait_for(lambda: inspect(api, cid, V)["State"]["Health"]["Status"] == "unhealthy", what="unhealthy")
+        h = inspect(api, cid, V)["State"]["Health"]
+        assert h["FailingStreak"] >= 2 and h["Log"][-1]["ExitCode"] == 1
+        row = [r for r in api.get(f"{V}/containers/json").json() if r["Id"] == cid][0]
+        assert row["Status"].endswith("(unhealthy)")
+        r = api.post(f"{V}/containers/{cid}/exec", {"Cmd": ["touch", "/tmp/ok"]})
+        assert r.status == 201
+        assert api.post(f"{V}/exec/{r.json()['Id']}/start", {"Detach": True}).status in (200, 204)
+        wait_for(lambda: inspect(api, cid, V)["State"]["Health"]["Status"] == "healthy", what="healthy")
+        h = inspect(api, cid, V)["State"]["Health"]
+        assert h["FailingStreak"] == 0 and h["Log"][-1]["Output"] == "fine\n" and len(h["Log"]) <= 5
+        evs = _events(api, f"since={t0}&until={time.time() + 0.1}&filters=" +
+                      q({"container": [cid], "event": ["health_status"]}))
+        assert [e["Action"] for e in evs][:2] == ["health_status: unhealthy", "health_status: healthy"]
+        assert [r["Id"] for r in api.get(f"{V}/containers/json?filters=" + q({"health": ["healthy"]})).json()] == [cid]
+    finally:
+        remove(api, cid)
+
+
+def test_reused_list_replies_see_every_change_at_once(api, busybox):
+    """The list reply is memoized (api.memo) for identical requests; any change
+    of a record must show in the very next request, on both surfaces."""
+    for prefix in (V, ""):
+        before = api.get(f"{prefix}/containers/json?all=1").body
+        assert api.get(f"{prefix}/containers/json?all=1").body == before  # served again
+        cid = create(api, ["true"], name="memo-a")
+        ids = [r["Id"] for r in api.get(f"{prefix}/containers/json?all=1").json()]
+        assert cid in ids or cid[:12] in ids
+        api.post(f"{V}/containers/{cid}/rename?name=memo-b")
+        if prefix == V:
+            rows = api.get(f"{prefix}/containers/json?all=1").json()
+            assert ["/memo-b"] in [r["Names"] for r in rows]
+        assert api.post(f"{V}/containers/{cid}/start").status == 204
+        api.post(f"{V}/containers/{cid}/wait")
+        rows = api.get(f"{prefix}/containers/json?all=1").json()
+        row = [r for r in rows if cid.startswith(r["Id"])][0]
+        assert row["Status"].startswith("Exit")
+        remove(api, cid)
+        ids = [r["Id"] for r in api.get(f"{prefix}/containers/json?all=1").json()]
+        assert cid not in ids and cid[:12] not in ids
