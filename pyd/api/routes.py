@@ -9,7 +9,8 @@ surface, and match its route.
 import re
 
 from .. import errors
-from . import containers, images, legacy, misc, modern, versions, volumes
+from . import archive, cgroupops, containers, execs, images, legacy, misc, modern, versions, volumes
+from .memo import Memo
 
 # A fourth column limits a route to one surface: MODERN endpoints did not
 # exist in v1.3 and are 404 there, as in a daemon of that time.
@@ -42,6 +43,21 @@ ROUTES = [
     ("POST",   "/containers/{id}/wait",         containers.wait),
     ("DELETE", "/containers/{id}",              containers.delete),
     ("POST",   "/commit",                       containers.commit),
+
+    ("POST",   "/containers/{id}/exec",         execs.create,               MODERN),
+    ("POST",   "/exec/{id}/start",              execs.start,                MODERN),
+    ("POST",   "/exec/{id}/resize",             execs.resize,               MODERN),
+    ("GET",    "/exec/{id}/json",               execs.inspect,              MODERN),
+
+    ("GET",    "/containers/{id}/archive",      archive.get,                MODERN),
+    ("HEAD",   "/containers/{id}/archive",      archive.head,               MODERN),
+    ("PUT",    "/containers/{id}/archive",      archive.put,                MODERN),
+
+    # cgroups: pause, stats, update (top with ps_args is containers.top's modern branch)
+    ("POST",   "/containers/{id}/pause",        cgroupops.pause,            MODERN),
+    ("POST",   "/containers/{id}/unpause",      cgroupops.unpause,          MODERN),
+    ("GET",    "/containers/{id}/stats",        cgroupops.stats,            MODERN),
+    ("POST",   "/containers/{id}/update",       cgroupops.update,           MODERN),
 
     ("GET",    "/images/json",                  images.list_json),
     ("GET",    "/images/viz",                   images.list_viz),
@@ -88,6 +104,7 @@ class Api:
 
     def __init__(self, routes=ROUTES):
         self.router = Router(routes)
+        self.memo = Memo()
         self._surfaces = {}  # version -> surface: they hold nothing but their version
 
     def negotiate(self, path):

@@ -6,6 +6,7 @@ container state change goes through `self.lifecycle`. Methods return
 records' views (engine.views) or plain facts; the API projects them.
 """
 
+import errno
 import logging
 import os
 import signal as signals
@@ -18,7 +19,8 @@ from ..fs import drivers
 from ..fs.fsopt import mark_topdir
 from ..fs.layerfs import du
 from ..fs.tarsafe import remove_tree
-from ..runtime import attach as attaching, cgroups
+from ..native import StepError
+from ..runtime import attach as attaching, cgroups, execs as exec_runtime
 from ..runtime.process import Runtime
 from ..runtime.stdio import STDERR, STDOUT
 from ..store import format as data_format
@@ -27,8 +29,8 @@ from ..store.images import ImageStore, short
 from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
 from ..store.refs import parse_repo_tag, split_name
-from . import createconfig, etcfiles, filters as flt, fsops, lifecycle as lc, mounts, plan as plans
-from . import dockerfile_changes, logs
+from . import archive, createconfig, etcfiles, execs, filters as flt, fsops, lifecycle as lc, mounts
+from . import dockerfile_changes, health, logs, plan as plans, resources
 from .events import Bus, Overflow
 from .names import random_name
 from .restart import Restarts, wants_restart
@@ -49,6 +51,9 @@ class Engine:
         self.lifecycle = lc.Lifecycle(self.containers, self.events)
         self.runtime = Runtime(config)
         self.restarts = Restarts(self._restart)
+        self._health_runs = {}  # container id -> Event set when its run ends
+        self.execs = execs.ExecStore()
+        self.exec_runtime = exec_runtime.Execs()
         self.driver = None  # chosen at start: overlay2, or vfs where overlayfs cannot work
         self.started_at = time.time()
         self.shutting_down = False
@@ -91,7 +96,7 @@ class Engine:
             self._remove_files(c, remove_volumes=False)
             return
         self.runtime.reap_orphan(c.id)
-        if c.status in (lc.RUNNING, lc.STARTING, "paused"):
+        if c.status in lc.ALIVE:
             code = 128 if c.status == lc.STARTING else 137
             self.lifecycle.exited(c, code, error="daemon restarted while the container was running")
             log.info("container %s was running when the daemon stopped; recorded as exited", c.short_id)
@@ -133,6 +138,7 @@ class Engine:
             states[key] += 1
         os_name, os_version = sysinfo.os_release()
         return {
+            "version": __version__,
             "containers": self.containers.count(),
             "states": states,
             "images": self.images.count(),
@@ -301,7 +307,7 @@ class Engine:
         image = self.images.resolve(cfg["Image"])
         cfg = createconfig.merge(cfg, image.run_config)
         warnings = []
-        if (cfg.get("NetworkMode") or "default") in ("default", "bridge"):
+        if cfg.get("NetworkMode") in ("default", "bridge"):
             warnings.append("pyd has no bridge network yet: the container gets a private network "
                             "namespace with loopback only")
         if cfg.get("PortBindings") or cfg.get("PublishAllPorts"):
@@ -359,7 +365,7 @@ class Engine:
                               exec_ids=self._exec_ids(c.id), **extra)
 
     def _exec_ids(self, cid):
-        return []  # exec (engine.execs) fills this in
+        return self.execs.ids_of(cid)
 
     def container_inspect(self, ref, size=False):
         c = self.containers.get(ref)
@@ -379,6 +385,10 @@ class Engine:
             raise errors.BadParameter(f"Renaming a container with the same name as its current name")
         old = self.containers.rename(c, new)
         self.events.publish("container", "rename", c.id, oldName="/" + old, name=new, image=c.config.get("Image"))
+
+    def list_generation(self):
+        """Changes whenever a container or image list could: the API's memo key."""
+        return (self.containers.generation, self.images.generation, self.restarts.generation)
 
     def container_list(self, all_=False, limit=None, since=None, before=None, size=False, filters=None):
         f = filters or {}
@@ -497,6 +507,8 @@ class Engine:
                 raise errors.PydError(f"Cannot start container {c.short_id}: {e.strerror or e}") from e
             raise
         self.lifecycle.running(c, proc.pid)
+        self._volume_events(c, "mount")
+        self._start_health(c)
         threading.Thread(target=self._watch, args=(c, proc), name=f"monitor-{c.short_id}",
                          daemon=True).start()
 
@@ -505,11 +517,15 @@ class Engine:
         the exit, and apply the restart policy or AutoRemove."""
         started = time.monotonic()
         ex = proc.monitor()
+        stop_health = self._health_runs.pop(c.id, None)
+        if stop_health is not None:
+            stop_health.set()
         with c.lock:
             if ex.oom_killed:
                 self.events.publish("container", "oom", c.id, image=c.config.get("Image"), name=c.name)
             self.lifecycle.exited(c, ex.code, ex.oom_killed)
             self.runtime.release(proc)
+            self._volume_events(c, "unmount")
             again = not self.shutting_down and wants_restart(c, ex.code)
         if again:
             self.restarts.schedule(c, time.monotonic() - started)
@@ -537,6 +553,12 @@ class Engine:
             if not c.running:
                 raise errors.Conflict(f"Container {c.id} is not running")
             self._process(c).signal(sig)
+            if c.paused and sig in (signals.SIGKILL, stop_signal(c)):
+                # As dockerd: the signal waits in the frozen processes; thawing delivers it.
+                try:
+                    self._thaw(c)
+                except errors.PydError as e:
+                    log.warning("%s", e)
         if event:
             self.events.publish("container", "kill", c.id, image=c.config.get("Image"), name=c.name,
                                 signal=str(sig))
@@ -556,9 +578,8 @@ class Engine:
                 if cancelled:
                     return
                 raise errors.NotModified(f"container {c.short_id} is not running")
-        sig = parse_signal(c.config.get("StopSignal") or "SIGTERM")
         try:
-            self._signal(c, sig, event=False)
+            self._signal(c, stop_signal(c), event=False)
         except errors.Conflict:
             return
         if not self.lifecycle.wait_stopped(c, max(timeout, 0)):
@@ -611,7 +632,7 @@ class Engine:
                 return c.exits > base
             if condition == "removed":
                 return c.status == lc.REMOVED
-            return c.status not in (lc.RUNNING, lc.STARTING, "paused") and not self.restarts.pending(c.id)
+            return c.status not in lc.ALIVE and not self.restarts.pending(c.id)
 
         def wait(timeout=None):
             while not self.lifecycle.wait_for(c, done, timeout=1.0):
@@ -684,6 +705,7 @@ class Engine:
             if stdin and stream and c.config.get("OpenStdin") and (c.running or waiting):
                 min_run = self.runtime.runs(c.id) + (1 if waiting else 0)
                 target = attaching.StdinTarget(self.runtime, c.id, min_run, bool(c.config.get("StdinOnce")))
+        self._event(c, "attach")
         try:
             attaching.run(conn, c.short_id, replay, sub, target, bool(c.config.get("Tty")), framed,
                           error_format)
@@ -710,6 +732,34 @@ class Engine:
         out = p.processes()
         self._event(c, "top")
         return out
+
+    def _start_health(self, c):
+        """The container's health monitor (engine.health), when its config has a check."""
+        check = c.config.get("Healthcheck") or {}
+        if not health.argv_of(check.get("Test")):
+            return
+        run_over = threading.Event()
+        self._health_runs[c.id] = run_over
+        self.lifecycle.health(c, health.initial())
+        health.Monitor(c, check, self._probe, self._health_result, run_over).start()
+
+    def _probe(self, c, argv, timeout):
+        return self.exec_capture(c.id, argv, timeout)
+
+    def _health_result(self, c, state, changed_to):
+        self.lifecycle.health(c, state)
+        if changed_to:
+            self._event(c, f"health_status: {changed_to}")
+
+    def _volume_events(self, c, action):
+        """dockerd's volume mount/unmount events, for the volumes (not binds) of `c`."""
+        for m in c.data.get("mounts") or []:
+            name = self.volumes.name_of(m["source"])
+            if name and m["kind"] != "bind":
+                attrs = {"container": c.id, "driver": "local"}
+                if action == "mount":
+                    attrs.update(destination=m["target"], propagation="", **{"read/write": str(m["rw"]).lower()})
+                self.events.publish("volume", action, name, **attrs)
 
     def _event(self, c, action, **attrs):
         self.events.publish("container", action, c.id, image=c.config.get("Image") or c.image, name=c.name,
@@ -824,6 +874,7 @@ class Engine:
                 continue
             names.append(v["name"])
             reclaimed += size
+        self.events.publish("volume", "prune", "", reclaimed=reclaimed)
         return names, reclaimed
 
     def disk_usage(self):
@@ -848,7 +899,9 @@ class Engine:
     def container_export(self, ref):
         """A producer that writes the container's filesystem as a tar."""
         c = self.containers.get(ref)
-        return fsops.export(self._stack(c)[2])
+        producer = fsops.export(self._stack(c)[2])
+        self._event(c, "export")
+        return producer
 
     def commit(self, ref, repo, tag, comment, author, body, changes=None, pause=False):
         """Commit a container's changes as a new image; returns its id.
@@ -862,12 +915,327 @@ class Engine:
                 base.update({k: v for k, v in body.items() if v not in (None, "", [], {})})
             body = dockerfile_changes.apply(base, changes)
         layers, driver, _ = self._stack(c)
-        img = fsops.commit(self.images, c, layers, driver, body, comment, author, self.config.tmp_dir)
+        paused_here = pause and self._pause_for_commit(c)
+        try:
+            img = fsops.commit(self.images, c, layers, driver, body, comment, author, self.config.tmp_dir)
+        finally:
+            if paused_here:
+                self._unpause_after_commit(c)
         self._event(c, "commit", comment=comment, imageID="sha256:" + img.id)
         if repo:
             self._tag(img.id, repo, tag, force=True)
         log.info("committed %s as image %s", c.short_id, short(img.id))
         return img.id
+
+    # -- exec --------------------------------------------------------------
+
+    def exec_create(self, ref, cmd, env=None, user="", workdir="", tty=False, stdin=False,
+                    stdout=False, stderr=False, detach_keys="", privileged=False):
+        """A new exec record for a running container; returns its id."""
+        c = self.containers.get(ref)
+        argv, env = execs.check_create(cmd, env, user, workdir, detach_keys)
+        with c.lock:
+            if not c.running:
+                raise errors.Conflict(f"Container {c.id} is not running")
+            self._refuse_if_paused(c)
+            if privileged and not c.host.get("Privileged"):
+                raise errors.Conflict(f"cannot run a privileged exec in container {c.short_id}: "
+                                      "the container itself is not privileged")
+        live = {x.id for x in self.containers.all()}
+        rec = self.execs.add(dict(container_id=c.id, entrypoint=argv[0], arguments=argv[1:], tty=bool(tty),
+                                  privileged=bool(privileged), user=user, open_stdin=bool(stdin),
+                                  open_stdout=bool(stdout), open_stderr=bool(stderr),
+                                  detach_keys=detach_keys, working_dir=workdir, env=env), live)
+        self.events.publish("container", f"exec_create: {rec.command}", c.id, execID=rec.id,
+                            image=c.config.get("Image"), name=c.name)
+        return rec.id
+
+    def exec_inspect(self, exec_id):
+        """A copy of the record (engine.execs.ExecRecord)."""
+        return self.execs.get(exec_id)
+
+    def exec_check_start(self, exec_id):
+        """404 or 409 now, before a hijack, for an exec that cannot start."""
+        self.execs.check_startable(exec_id)
+
+    def exec_start(self, exec_id, conn=None, framed=False, error_format=None):
+        """Start the exec. Detached (conn None): returns once it runs. Else
+        serve its session on `conn` (hijacked) until its output ends."""
+        started = self._exec_launch(exec_id, conn, framed)
+        if started is None or conn is None:
+            return
+        rec, proc, plan = started
+        # The exec's stdin closes at the client's EOF (stdin_once), as with Docker.
+        target = attaching.StdinTarget(proc, rec.id, 0, True) if plan.open_stdin else None
+        try:
+            attaching.run(conn, f"exec {rec.id[:12]}", (), proc.feed, target, rec.tty, framed, error_format)
+        finally:
+            proc.feed.end()  # a client that left must not hold the process up
+
+    def exec_capture(self, ref, argv, timeout):
+        """Run `argv` in the running container as an exec and collect its output
+        (at most 4 KiB kept); returns (exit code, bytes). Past `timeout`
+        seconds the process is killed and the code is -1 (health checks)."""
+        exec_id = self.exec_create(ref, argv, stdout=True, stderr=True)
+        rec, proc, _ = self._exec_launch(exec_id, None, False, attached=True)
+        deadline = time.monotonic() + timeout
+        out = bytearray()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                proc.signal(signals.SIGKILL)
+                proc.feed.end()
+                return -1, f"Health check exceeded timeout ({timeout:g}s)".encode()
+            item = proc.feed.get(timeout=min(left, 1.0))
+            if item is None:
+                break
+            if item[0] != "timeout" and len(out) < 4096:
+                out += item[1][:4096 - len(out)]
+        # _watch_exec records the exit code before it ends the feed.
+        code = self.execs.get(exec_id).exit_code
+        self.execs.drop(exec_id)  # a probe every few seconds must not pile up records
+        return code, bytes(out)
+
+    def _exec_launch(self, exec_id, conn, framed, attached=None):
+        """Start the exec's process: (record, process, plan), or None when the
+        failure went in-band to `conn` (raises when there is no conn)."""
+        attached = conn is not None if attached is None else attached
+        rec = self.execs.get(exec_id)
+        try:
+            c = self.containers.get(rec.container_id)
+        except errors.NotFound:
+            self.execs.drop(exec_id)
+            raise errors.NotFound(f"No such exec instance: {exec_id}") from None
+        with c.lock:
+            init = self.runtime.process(c.id) if c.running else None
+            if init is None:
+                raise errors.Conflict(f"Container {c.id} is not running")
+            self._refuse_if_paused(c)
+            rec = self.execs.claim(exec_id)
+            plan = self._exec_plan(c, init, rec, attached=attached)
+            try:
+                proc = self.exec_runtime.start(plan)
+            except Exception as e:
+                failed = self._exec_failed(rec, e)
+                if conn is None:
+                    raise failed from e
+            else:
+                failed = None
+                self.execs.update(exec_id, running=True, pid=proc.pid)
+        if failed is not None:
+            # As dockerd: after the hijack the reason goes in-band, on stdout
+            # (framed like the output would have been), on every API version.
+            text = f"{failed}\r\n".encode()
+            try:
+                conn.write(attaching.frame(STDOUT, text) if framed and not rec.tty else text)
+            except OSError:
+                pass
+            conn.close_write()
+            return None
+        self.events.publish("container", f"exec_start: {rec.command}", c.id, execID=rec.id,
+                            image=c.config.get("Image"), name=c.name)
+        threading.Thread(target=self._watch_exec, args=(c, rec, proc), name=f"exec-{rec.id[:12]}",
+                         daemon=True).start()
+        return rec, proc, plan
+
+    def _exec_plan(self, c, init, rec, attached):
+        """The container's Env, User and WorkingDir under the exec's own."""
+        cfg = c.config
+        return exec_runtime.ExecPlan(
+            exec_id=rec.id, cid=c.id, container=init, argv=rec.argv,
+            env=execs.environment(cfg, cfg.get("Hostname") or c.short_id, rec.tty, rec.env),
+            cwd=rec.working_dir or cfg.get("WorkingDir") or "/", user=rec.user or cfg.get("User") or "",
+            tty=rec.tty, open_stdin=rec.open_stdin and attached, privileged=rec.privileged,
+            attached=attached,
+            streams=[s for s, on in ((STDOUT, rec.open_stdout), (STDERR, rec.open_stderr)) if on])
+
+    def _exec_failed(self, rec, e):
+        """Record the exit code of an exec that could not start (Docker's: 127
+        for a command not found, 126 otherwise); returns the error to report."""
+        missing = isinstance(e, StepError) and e.step == "exec" and e.errno == errno.ENOENT
+        self.execs.update(rec.id, exit_code=127 if missing else 126)
+        if isinstance(e, (errors.PydError, OSError)):
+            log.info("exec %s in %s failed: %s", rec.id[:12], rec.container_id[:12], e)
+        else:
+            log.exception("exec %s in %s failed", rec.id[:12], rec.container_id[:12])
+        if isinstance(e, errors.PydError):
+            return e
+        if isinstance(e, OSError):
+            return errors.PydError(f"exec failed: {e.strerror or e}")
+        return errors.PydError(f"exec failed: internal error: {type(e).__name__}: {e}")
+
+    def _watch_exec(self, c, rec, proc):
+        """The exec's monitor: record its exit, then end its session's stream."""
+        code = proc.monitor()
+        self.execs.update(rec.id, running=False, exit_code=code)
+        self.exec_runtime.release(proc)
+        self.events.publish("container", "exec_die", c.id, execID=rec.id, exitCode=str(code),
+                            image=c.config.get("Image"), name=c.name)
+        proc.feed.end()  # after the exit code is recorded: the client asks for it next
+
+    def exec_resize(self, exec_id, h, w):
+        rec = self.execs.get(exec_id)
+        proc = self.exec_runtime.get(rec.id)
+        if proc is None:
+            raise errors.Conflict(f"Exec {exec_id} is not running")
+        proc.resize(h, w)
+
+    # -- archive ------------------------------------------------------------
+    # docker cp (GET/HEAD/PUT /containers/{id}/archive); engine.archive does
+    # the work and docs/archive.md says where the files are.
+
+    def _archive_open(self, c, write=False):
+        """The container's root (engine.archive.Opened); the caller holds c.lock."""
+        layers = self.images.layer_dirs(self.images.get(c.image))
+        return archive.open_root(c, self.runtime, layers, write)
+
+    def container_stat_path(self, ref, path):
+        """Docker's ContainerPathStat of `path` (a dict), for HEAD."""
+        c = self.containers.get(ref)
+        with c.lock, self._archive_open(c) as opened:
+            st, node = archive.stat_path(opened, path, ref)
+            node.close()
+        return st
+
+    def container_archive(self, ref, path):
+        """(stat, producer): the stat (404 before any byte is sent) and a
+        Stream producer writing the tar of what the stat describes. The lock
+        is held only while the root is opened: an open root stays valid
+        without it (a stopped container's read-only mount does not use its
+        upper dir as one, so it may start meanwhile)."""
+        c = self.containers.get(ref)
+        with c.lock:
+            opened = self._archive_open(c)
+        try:
+            st, node = archive.stat_path(opened, path, ref)
+        except BaseException:
+            opened.close()
+            raise
+        self.events.publish("container", "archive-path", c.id)
+        return st, archive.producer(opened, node, path)
+
+    def container_extract(self, ref, path, body, copy_uid_gid=False, no_overwrite_dir_non_dir=False):
+        """Extract the tar `body` under directory `path`. The lock is held
+        throughout: a stopped container's upper dir may be in use by one
+        mount only, so it cannot start meanwhile."""
+        c = self.containers.get(ref)
+        with c.lock, self._archive_open(c, write=True) as opened:
+            archive.extract(c, opened, path, ref, body, self._stack(c)[2], copy_uid_gid,
+                            no_overwrite_dir_non_dir)
+        self.events.publish("container", "extract-to-dir", c.id)
+
+    # -- cgroups: pause, stats, update ---------------------------------------
+
+    def container_pause(self, ref):
+        """Freeze every process of a running container (the cgroup freezer)."""
+        c = self.containers.get(ref)
+        with c.lock:
+            self.lifecycle.check(c, lc.PAUSED)
+            try:
+                self._process(c).freeze()
+            except OSError as e:
+                raise errors.PydError(f"Cannot pause container {c.id}: {e.strerror or e}") from e
+            self.lifecycle.paused(c)
+
+    def container_unpause(self, ref):
+        c = self.containers.get(ref)
+        with c.lock:
+            self.lifecycle.check_unpause(c)
+            self._thaw(c)
+
+    def _thaw(self, c):
+        """Thaw a paused container (c.lock held) and record it running again."""
+        try:
+            self._process(c).thaw()
+        except OSError as e:
+            raise errors.PydError(f"Cannot unpause container {c.id}: {e.strerror or e}") from e
+        self.lifecycle.unpaused(c)
+
+    def container_stats(self, ref, stream=False, interval=1.0):
+        """Samples of a container's counters, as an iterator of dicts
+        {"id", "name", "read": RFC 3339 time, "stats": cgroups.Cgroup.stats()
+        or None when the container is not running}. One sample without
+        `stream`; with it, one per `interval` seconds until the container
+        stops (one last sample with stats None, then the end). Looks the
+        container up now, so a 404 comes before any output."""
+        c = self.containers.get(ref)
+        return self._stats_samples(c, stream, interval)
+
+    def _stats_samples(self, c, stream, interval):
+        while True:
+            with c.lock:
+                p = self.runtime.process(c.id) if c.running else None
+            stats = p.stats() if p is not None else None
+            yield {"id": c.id, "name": c.name, "read": timefmt.now_iso(), "stats": stats}
+            if not stream or stats is None:
+                return
+            # Wakes at once when the container stops: its last sample says so.
+            self.lifecycle.wait_stopped(c, interval)
+
+    def container_update(self, ref, body):
+        """Docker's update: new resource limits and restart policy, stored in
+        the record and applied at once to a running container's cgroup.
+        Returns the warnings (none today)."""
+        c = self.containers.get(ref)
+        with c.lock:
+            if c.status in (lc.REMOVING, lc.REMOVED):
+                raise errors.Conflict(f'Cannot update container {c.id}: container is marked for '
+                                      'removal and cannot be "update"')
+            changes, limits = resources.check_update(body, c.host, len(os.sched_getaffinity(0)))
+            before = dict(c.host)
+            c.host.update(changes)
+            self.containers.save(c)
+            p = self.runtime.process(c.id) if c.running else None
+            if p is not None:
+                try:
+                    p.update(**limits)
+                except OSError as e:
+                    c.host.clear()
+                    c.host.update(before)
+                    self.containers.save(c)
+                    raise errors.PydError(f"Cannot update container {c.id}: {e.strerror or e}") from e
+        self._event(c, "update")
+        return []
+
+    def _pause_for_commit(self, c):
+        """As dockerd: a running container is paused while its changes are read,
+        so the image is one moment of it. True if this call paused it."""
+        with c.lock:
+            if c.status != lc.RUNNING:
+                return False
+            self.container_pause(c.id)
+            return True
+
+    def _unpause_after_commit(self, c):
+        try:
+            self.container_unpause(c.id)
+        except errors.Conflict:
+            pass  # killed (and so thawed) meanwhile, or unpaused by a client
+
+    def _refuse_if_paused(self, c):
+        """An exec cannot start in a paused container (c.lock held): its process
+        would join the frozen cgroup and freeze midway through its setup."""
+        if c.paused:
+            raise errors.Conflict(f"Container {c.id} is paused, unpause the container before exec")
+
+    def container_ps(self, ref, ps_args=None):
+        """The modern top: (titles, rows) of the host's ps, for the container's processes."""
+        c = self.containers.get(ref)
+        with c.lock:
+            if not c.running:
+                raise errors.Conflict(f"Container {c.id} is not running")
+            p = self._process(c)
+        out = p.top(ps_args)
+        self._event(c, "top")
+        return out
+
+
+def stop_signal(c):
+    """The signal stop sends first: the config's StopSignal, else SIGTERM."""
+    try:
+        return parse_signal(c.config.get("StopSignal") or "SIGTERM")
+    except errors.BadParameter:
+        return signals.SIGTERM
 
 
 def parse_signal(sig):

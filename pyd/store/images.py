@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from .. import errors
 from ..fs.tarsafe import remove_tree
 from . import atomic
-from .refs import DEFAULT_TAG, ID_RE, split_name, validate_repo, validate_tag
+from .refs import DEFAULT_TAG, ID_RE, familiar, split_name, validate_repo, validate_tag
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class Image:
 
 class ImageStore:
     def __init__(self, config, layers):
+        self.generation = 0  # bumped by every change: lets the API reuse a projection (api.memo)
         self.dir = config.images_dir
         self.refs_path = config.refs_path
         self.layers = layers
@@ -138,6 +139,7 @@ class ImageStore:
 
     def _save_repos(self):
         atomic.write_json(self.refs_path, {"repositories": self._repos})
+        self.generation += 1
 
     # -- lookups -----------------------------------------------------------
 
@@ -249,12 +251,14 @@ class ImageStore:
                 return self._images[image_id]
             atomic.write_bytes(os.path.join(self.dir, check_id(image_id) + ".json"), raw)
             self._images[image_id] = img
+            self.generation += 1
         log.info("created image %s (parent %s)", short(image_id), short(img.parent) or "-")
         return img
 
     # -- tags --------------------------------------------------------------
 
     def set_tag(self, image_id, repo, tag=None, force=False):
+        repo = familiar(repo)
         tag = tag or DEFAULT_TAG
         validate_repo(repo)
         validate_tag(tag)
@@ -308,7 +312,7 @@ class ImageStore:
                                           f"image is being used by running container {short(user[0])}")
                 if not force:
                     self._check_deletable(image_id, in_use, name)
-                if self.children(image_id) and not tags:
+                if self.children(image_id):
                     raise errors.Conflict(f"conflict: unable to delete {short(image_id)} (cannot be forced) - "
                                           "image has dependent child images")
                 for r, t in tags:
@@ -339,6 +343,7 @@ class ImageStore:
     def _remove(self, image_id):
         atomic.unlink_quiet(os.path.join(self.dir, check_id(image_id) + ".json"))
         self._images.pop(image_id, None)
+        self.generation += 1
         log.info("deleted image %s", short(image_id))
 
     def collect(self):
