@@ -78,11 +78,16 @@ def test_privileged(privileged_api):
     assert int(field(out, "CapEff"), 16) == capabilities.mask(capabilities.supported())
     mounts = {l.split()[1]: l.split()[3].split(",") for l in out.splitlines() if len(l.split()) > 3}
     assert "rw" in mounts["/sys"] and "/proc/keys" not in mounts
-    # The host's devices are there (whether they open is the devices cgroup's say).
+    # The host's devices are there, and usable (the devices cgroup allows all).
     host_devs = {e.name for e in os.scandir("/dev")
                  if stat.S_ISCHR(e.stat(follow_symlinks=False).st_mode)
                  or stat.S_ISBLK(e.stat(follow_symlinks=False).st_mode)}
     assert host_devs - {"console"} <= set(out.split()), out
+    if os.path.exists("/dev/kmsg"):
+        ok(privileged_api, "head -c 1 /dev/kmsg >/dev/null", {"Privileged": True})
+    # Without Privileged the same node, made with CAP_MKNOD, cannot be opened.
+    code, out, _ = run(privileged_api, "mknod /tmp/k c 1 11 && head -c 1 /tmp/k")
+    assert code != 0 and "Operation not permitted" in out, out
 
 
 def test_privileged_is_refused_by_default(modern):
