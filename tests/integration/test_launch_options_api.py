@@ -137,3 +137,18 @@ def test_init_pid_1_and_stop(modern):
     assert r.status == 204, r
     assert time.monotonic() - t0 < 5
     assert inspect(modern, cid)["State"]["ExitCode"] == 143
+
+
+def test_exec_into_a_container_with_init_and_options(daemon, modern):
+    from .test_exec import run_exec
+    cid = create(modern, "sleep 60", {"Init": True, "CapAdd": ["NET_ADMIN"], "ReadonlyRootfs": True})
+    modern.start(cid)
+    try:
+        out, err, info = run_exec(daemon, modern, "/v1.41", cid,
+                                  ["sh", "-c", "grep CapBnd /proc/self/status; cat /proc/1/comm; touch /x"])
+        want = capabilities.mask(list(capabilities.DEFAULT) + ["CAP_NET_ADMIN"])
+        assert f"CapBnd:\t{want:016x}" in out and "pyd-init" in out, out
+        assert "Read-only file system" in err and info["ExitCode"] == 1, (out, err)
+    finally:
+        modern.post(f"/containers/{cid}/kill")
+        modern.wait(cid)
