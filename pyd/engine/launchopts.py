@@ -9,10 +9,8 @@ defaults.
 
 from .. import errors
 from ..runtime import spec
+from ..runtime.cgroups import CFS_PERIOD_US
 from . import caps
-
-# Docker's CFS period when NanoCpus is set (microseconds).
-NANO_CPU_PERIOD = 100000
 
 
 def network(host):
@@ -101,7 +99,7 @@ def cpu(host):
         if quota or period:
             raise errors.BadParameter("Conflicting options: Nano CPUs and CPU Period/Quota "
                                       "cannot both be set")
-        return shares, nano * NANO_CPU_PERIOD // 10**9, NANO_CPU_PERIOD
+        return shares, nano * CFS_PERIOD_US // 10**9, CFS_PERIOD_US
     return shares, quota, period
 
 
