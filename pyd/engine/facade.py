@@ -502,7 +502,14 @@ class Engine:
             proc = self.runtime.start(plan, output)
         except BaseException as e:
             output.end()  # clients attached before this start see their stream end (once, here)
-            self.lifecycle.start_failed(c, back_to, str(e))
+            self.lifecycle.start_failed(c, back_to, (e.strerror or str(e)) if isinstance(e, OSError) else str(e))
+            if c.host.get("AutoRemove") and not by_policy:
+                # As dockerd: an AutoRemove container that cannot start goes, and
+                # `docker run --rm`, waiting for condition=removed, returns.
+                try:
+                    self.container_delete(c.id, remove_volumes=True)
+                except errors.PydError as gone:
+                    log.info("auto-remove of %s after a failed start: %s", c.short_id, gone)
             if isinstance(e, OSError):
                 raise errors.PydError(f"Cannot start container {c.short_id}: {e.strerror or e}") from e
             raise

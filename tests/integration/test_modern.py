@@ -638,3 +638,16 @@ def test_reused_list_replies_see_every_change_at_once(api, busybox):
         remove(api, cid)
         ids = [r["Id"] for r in api.get(f"{prefix}/containers/json?all=1").json()]
         assert cid not in ids and cid[:12] not in ids
+
+
+def test_auto_remove_container_that_cannot_start_is_removed(api, busybox):
+    """As dockerd: `docker run --rm` of a missing command must not leave the
+    client waiting for condition=removed forever."""
+    cid = create(api, ["no-such-command"], HostConfig={"AutoRemove": True})
+    s, head = _request_head(api, "POST", f"{V}/containers/{cid}/wait?condition=removed")
+    assert head.startswith(b"HTTP/1.1 200")
+    r = api.post(f"{V}/containers/{cid}/start")
+    assert r.status >= 400 and "executable file not found" in r.json()["message"]
+    body = _read_rest(s, head)
+    assert b'"StatusCode"' in body and b"executable file not found" in body
+    assert api.get(f"{V}/containers/{cid}/json").status == 404
