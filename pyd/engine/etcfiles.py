@@ -6,14 +6,18 @@ import os
 NAMES = (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf"))
 
 
-def write(cdir, hostname, dns, extra_hosts=None, search=None, options=None):
-    """`extra_hosts`: ["name:ip"] (HostConfig.ExtraHosts), appended to /etc/hosts."""
+def write(cdir, hostname, dns, extra_hosts=None, search=None, options=None, host_network=False):
+    """`extra_hosts`: ["name:ip"] (HostConfig.ExtraHosts), appended to /etc/hosts.
+    On the host's network (NetworkMode host) the container gets the host's
+    /etc/hosts and resolv.conf, loopback servers included, as Docker does."""
     _write(os.path.join(cdir, "hostname"), hostname + "\n")
     extra = "".join(f"{ip}\t{name}\n" for name, _, ip in (e.partition(":") for e in extra_hosts or []))
-    _write(os.path.join(cdir, "hosts"),
-           "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-           f"127.0.1.1\t{hostname}\n" + extra)
-    text = resolv_conf(dns)
+    base = _read("/etc/hosts") if host_network else None
+    if base is None:
+        base = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                f"127.0.1.1\t{hostname}\n")
+    _write(os.path.join(cdir, "hosts"), base + ("" if base.endswith("\n") or not base else "\n") + extra)
+    text = resolv_conf(dns, keep_loopback=host_network)
     if search:
         text = "".join(ln + "\n" for ln in text.splitlines() if not ln.startswith("search ")) + \
             f"search {' '.join(search)}\n"
@@ -27,8 +31,17 @@ def mounts(cdir):
     return [(os.path.join(cdir, name), target, False) for name, target in NAMES]
 
 
-def resolv_conf(dns, host_file="/etc/resolv.conf"):
-    """The container's resolv.conf: its Dns list, or the host's without loopback servers."""
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def resolv_conf(dns, host_file="/etc/resolv.conf", keep_loopback=False):
+    """The container's resolv.conf: its Dns list, or the host's without loopback
+    servers (unreachable from another network namespace)."""
     if dns:
         return "".join(f"nameserver {d}\n" for d in dns)
     try:
@@ -36,8 +49,8 @@ def resolv_conf(dns, host_file="/etc/resolv.conf"):
             lines = f.read().splitlines()
     except OSError:
         lines = []
-    kept = [ln for ln in lines if not (ln.split()[:1] == ["nameserver"] and len(ln.split()) > 1
-                                       and _is_loopback(ln.split()[1]))]
+    kept = [ln for ln in lines if keep_loopback or not (ln.split()[:1] == ["nameserver"] and len(ln.split()) > 1
+                                                        and _is_loopback(ln.split()[1]))]
     if not any(ln.split()[:1] == ["nameserver"] for ln in kept):
         kept += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]  # Docker's fallback
     return "\n".join(kept) + "\n"

@@ -339,8 +339,10 @@ class Engine:
 
     def _create(self, cid, name, cfg, image, warnings):
         argv = createconfig.argv(cfg)
+        host_net = cfg.get("NetworkMode") == "host"
         if not cfg.get("Hostname"):
-            cfg["Hostname"] = cid[:12]
+            # On the host's network a container also takes its name, as in Docker.
+            cfg["Hostname"] = socket.gethostname() if host_net else cid[:12]
         config, host = createconfig.split(cfg)
         path = self.containers.path_for(cid)
         data = {"id": cid, "name": name, "created": timefmt.now_iso(), "image": image.id,
@@ -351,7 +353,7 @@ class Engine:
             c = Container(data, path)
             self.driver.create(path, self.images.layer_dirs(image))
             etcfiles.write(path, cfg["Hostname"], cfg.get("Dns"), cfg.get("ExtraHosts"),
-                           cfg.get("DnsSearch"), cfg.get("DnsOptions"))
+                           cfg.get("DnsSearch"), cfg.get("DnsOptions"), host_network=host_net)
             self.lifecycle.created(c)
         except BaseException:
             remove_tree(path)

@@ -6,6 +6,7 @@ Network: only 127.0.0.1.
 """
 
 import os
+import socket
 import stat
 import time
 
@@ -121,6 +122,10 @@ def test_bad_tmpfs_is_400_at_create(modern):
 def test_network_host_and_none(modern):
     mine = os.readlink("/proc/self/ns/net")
     assert ok(modern, "readlink /proc/self/ns/net", {"NetworkMode": "host"}).strip() == mine
+    # on the host's network it also has the host's name and /etc/hosts, as in Docker
+    out = ok(modern, "hostname; cat /etc/hosts", {"NetworkMode": "host"})
+    with open("/etc/hosts") as f:
+        assert out == socket.gethostname() + "\n" + f.read(), out
     out = ok(modern, "readlink /proc/self/ns/net; ls /sys/class/net", {"NetworkMode": "none"})
     assert out.split()[0] != mine and out.split()[1:] == ["lo"], out
 
