@@ -716,8 +716,9 @@ class Engine:
                 target = attaching.StdinTarget(self.runtime, c.id, min_run, bool(c.config.get("StdinOnce")))
         self._event(c, "attach")
         try:
-            attaching.run(conn, c.short_id, replay, sub, target, bool(c.config.get("Tty")), framed,
-                          error_format)
+            if attaching.run(conn, c.short_id, replay, sub, target, bool(c.config.get("Tty")), framed,
+                             error_format):
+                self._event(c, "detach")
         finally:
             if sub is not None:
                 output.unsubscribe(sub)
@@ -977,7 +978,8 @@ class Engine:
         # The exec's stdin closes at the client's EOF (stdin_once), as with Docker.
         target = attaching.StdinTarget(proc, rec.id, 0, True) if plan.open_stdin else None
         try:
-            attaching.run(conn, f"exec {rec.id[:12]}", (), proc.feed, target, rec.tty, framed, error_format)
+            if attaching.run(conn, f"exec {rec.id[:12]}", (), proc.feed, target, rec.tty, framed, error_format):
+                self.events.publish("container", "exec_detach", rec.container_id, execID=rec.id)
         finally:
             proc.feed.end()  # a client that left must not hold the process up
 
@@ -1120,7 +1122,7 @@ class Engine:
         except BaseException:
             opened.close()
             raise
-        self.events.publish("container", "archive-path", c.id)
+        self._event(c, "archive-path", path=path)
         return st, archive.producer(opened, node, path)
 
     def container_extract(self, ref, path, body, copy_uid_gid=False, no_overwrite_dir_non_dir=False):
@@ -1131,7 +1133,7 @@ class Engine:
         with c.lock, self._archive_open(c, write=True) as opened:
             archive.extract(c, opened, path, ref, body, self._stack(c)[2], copy_uid_gid,
                             no_overwrite_dir_non_dir)
-        self.events.publish("container", "extract-to-dir", c.id)
+        self._event(c, "extract-to-dir", path=path)
 
     # -- cgroups: pause, stats, update ---------------------------------------
 

@@ -55,9 +55,11 @@ class StdinTarget:
 def run(conn, name, replay, sub, stdin, tty, framed, error_format):
     """Serve one session until the output ends, the client leaves or detaches.
     `replay` yields logged (stream, bytes); `sub` is the live Subscriber or
-    None; `stdin` a StdinTarget or None."""
+    None; `stdin` a StdinTarget or None. Returns True when the client detached
+    (Ctrl-P Ctrl-Q)."""
     framed = framed and not tty
     ended = threading.Event()  # the session is over: the stdin thread must stop too
+    detached = threading.Event()
 
     def send(s, data):
         conn.write(frame(s, data) if framed else data)
@@ -68,7 +70,7 @@ def run(conn, name, replay, sub, stdin, tty, framed, error_format):
             send(s, data)
         if stdin is not None:
             stdin_thread = threading.Thread(target=_copy_stdin, name=f"stdin-{name}",
-                                            args=(conn, stdin, tty, ended, sub), daemon=True)
+                                            args=(conn, stdin, tty, ended, sub, detached), daemon=True)
             stdin_thread.start()
         while sub is not None:
             item = sub.get(timeout=POLL)
@@ -96,9 +98,10 @@ def run(conn, name, replay, sub, stdin, tty, framed, error_format):
         conn.close_read()
         if stdin_thread is not None:
             stdin_thread.join(5)
+    return detached.is_set()
 
 
-def _copy_stdin(conn, target, tty, ended, sub):
+def _copy_stdin(conn, target, tty, ended, sub, detached):
     pending = b""  # a Ctrl-P held back until we know whether Ctrl-Q follows
     try:
         while True:
@@ -122,6 +125,7 @@ def _copy_stdin(conn, target, tty, ended, sub):
             if p is not None:
                 p.close_stdin()
     except _Detached:
+        detached.set()
         log.info("client detached from %s", target.cid[:12])
         ended.set()
         if sub is not None:

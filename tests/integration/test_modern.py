@@ -651,3 +651,23 @@ def test_auto_remove_container_that_cannot_start_is_removed(api, busybox):
     body = _read_rest(s, head)
     assert b'"StatusCode"' in body and b"executable file not found" in body
     assert api.get(f"{V}/containers/{cid}/json").status == 404
+
+
+def test_detach_keys_end_the_session_with_attach_and_detach_events(api, busybox):
+    t0 = time.time()
+    cid = create(api, ["cat"], Tty=True, OpenStdin=True, AttachStdin=True, AttachStdout=True)
+    try:
+        assert api.post(f"{V}/containers/{cid}/start").status == 204
+        s, head = _request_head(api, "POST", f"{V}/containers/{cid}/attach?stream=1&stdin=1&stdout=1",
+                                b"Connection: Upgrade\r\nUpgrade: tcp\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+        s.sendall(b"hi\n")
+        time.sleep(0.3)
+        s.sendall(b"\x10\x11")
+        _read_rest(s, b"", timeout=10)  # the daemon ends the session
+        assert inspect(api, cid, V)["State"]["Running"]  # the container goes on
+        evs = _events(api, f"since={t0}&until={time.time() + 0.05}&filters=" + q({"container": [cid]}))
+        actions = [e["Action"] for e in evs]
+        assert "attach" in actions and "detach" in actions and actions.index("attach") < actions.index("detach")
+    finally:
+        remove(api, cid)
