@@ -6,7 +6,7 @@ a timeout. Tests are grouped by feature (one class each), so a failing class
 names the missing feature. `docker run` always gets `--pull never`: the
 image is the imported busybox, and nothing may reach for a registry.
 
-PYD_CLI_AGAINST=dockerd runs the same tests against a private dockerd 20.10
+PYD_TESTS_AGAINST=dockerd runs the same tests against a private dockerd 20.10
 (docker.io; tests/pydtest/dockerd.py) instead: that checks the tests, not
 pyd. /usr/bin/docker is docker.io's 20.10 client and is not used.
 """
@@ -22,7 +22,7 @@ import uuid
 
 import pytest
 
-from tests.pydtest import busybox_rootfs_tar, poll, wait_for
+from tests.pydtest import busybox_rootfs_tar, wait_for
 from tests.pydtest import dockerd as dd
 
 DOCKER = "/usr/local/bin/docker"
@@ -74,15 +74,8 @@ class Cli:
 
 @pytest.fixture(scope="module")
 def target(request, tmp_path_factory):
-    """(tcp port, unix socket) of the daemon under test, with busybox:latest loaded."""
-    if os.environ.get("PYD_CLI_AGAINST") == "dockerd":
-        d = dd.Dockerd(tmp_path_factory.mktemp("cli-dockerd"))
-        d.start()
-        request.addfinalizer(d.stop)
-        dd.load_busybox(d.api, busybox_rootfs_tar())
-        return d
-    request.getfixturevalue("busybox")
-    return request.getfixturevalue("daemon")
+    """pyd (or, with PYD_TESTS_AGAINST=dockerd, a private dockerd), busybox:latest loaded."""
+    return dd.client_target(request, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -140,3 +140,22 @@ def load_busybox(api, tar, repo="busybox", tag="latest", prefix=""):
         raise RuntimeError(f"imported image not found: {img}")
     body = img.json()
     return body.get("Id") or body.get("id")
+
+
+AGAINST = "PYD_TESTS_AGAINST"
+
+
+def client_target(request, tmp_path_factory):
+    """The daemon the client tests (test_cli, test_sdk) drive: the session's pyd
+    with busybox loaded, or with PYD_TESTS_AGAINST=dockerd a private dockerd
+    20.10 that gets the same image (that checks the tests, not pyd). Call it
+    from a module-scoped fixture; the result has .port and .sock."""
+    if os.environ.get(AGAINST) == "dockerd":
+        from tests.pydtest import busybox_rootfs_tar
+        d = Dockerd(tmp_path_factory.mktemp("dockerd"))
+        d.start()
+        request.addfinalizer(d.stop)
+        load_busybox(d.api, busybox_rootfs_tar())
+        return d
+    request.getfixturevalue("busybox")
+    return request.getfixturevalue("daemon")
