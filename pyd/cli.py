@@ -30,6 +30,8 @@ def build_parser():
     p.add_argument("-s", "--storage-driver", choices=("auto", "overlay2", "vfs"), default="auto",
                    help="how container filesystems are made (default: overlay2 when it works, else vfs)")
     p.add_argument("--api-enable-cors", action="store_true", help="answer cross-origin requests")
+    p.add_argument("--allow-privileged", action="store_true",
+                   help="allow privileged containers (HostConfig.Privileged): they hold every capability")
     p.add_argument("-D", "--debug", action="store_true", help="log every request and debug details")
     p.add_argument("-d", "--daemon", action="store_true", help=argparse.SUPPRESS)  # docker -d habit
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -73,6 +75,7 @@ def main(argv=None):
         return 2
     config = Config(root=os.path.abspath(args.root), pidfile=os.path.abspath(args.pidfile),
                     hosts=tuple(args.hosts or DEFAULT_HOSTS), cors=args.api_enable_cors, debug=args.debug,
+                    allow_privileged=args.allow_privileged,
                     storage_driver=args.storage_driver)
     try:
         return run(config, listeners)

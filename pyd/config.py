@@ -17,6 +17,7 @@ class Config:
     cors: bool = False
     debug: bool = False
     storage_driver: str = "auto"  # auto, overlay2 or vfs
+    allow_privileged: bool = False  # HostConfig.Privileged is refused unless the operator allows it
     # Connection handling: each connection gets a thread; past the bound a
     # client gets 503 at once instead of waiting behind idle keep-alives.
     max_connections: int = 1024

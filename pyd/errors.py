@@ -21,6 +21,10 @@ class NotModified(PydError):
     """Nothing to do: the object is already in the asked state."""
 
 
+class Forbidden(PydError):
+    """The daemon's configuration does not allow it (a privileged container)."""
+
+
 class Impossible(PydError):
     """The operation cannot be done now, e.g. attaching to a stopped container."""
 

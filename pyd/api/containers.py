@@ -1,13 +1,17 @@
 """Container endpoints (and /commit): parse, call the engine, shape through the surface."""
 
-from .. import errors
+import json
+
+from .. import errors, timefmt
+from ..engine import filters as flt
 from ..http.messages import Reply, Stream
 
 
 def list_(req):
     views = req.engine.container_list(all_=req.arg_bool("all"), limit=req.arg_int("limit"),
                                       since=req.arg("since") or None, before=req.arg("before") or None,
-                                      size=req.arg_bool("size"))
+                                      size=req.arg_bool("size"),
+                                      filters=flt.parse(req.arg("filters"), flt.CONTAINER))
     return Reply.json(req.surface.container_rows(views))
 
 
@@ -17,12 +21,13 @@ def create(req):
         raise errors.BadParameter("missing container config in the request body")
     if not isinstance(body, dict):
         raise errors.BadParameter("the container config must be a JSON object")
-    cid, warnings = req.engine.container_create(req.surface.create_config(body))
+    cid, warnings = req.engine.container_create(req.surface.create_config(body), name=req.arg("name") or None)
     return Reply.json({"Id": cid, "Warnings": warnings}, status=201)
 
 
 def inspect(req):
-    return Reply.json(req.surface.container_inspect(req.engine.container_inspect(req.params["id"])))
+    view = req.engine.container_inspect(req.params["id"], size=req.arg_bool("size"))
+    return Reply.json(req.surface.container_inspect(view))
 
 
 def start(req):
@@ -30,8 +35,63 @@ def start(req):
     host_config = req.json()
     if host_config is not None and not isinstance(host_config, dict):
         raise errors.BadParameter("the start body must be a JSON object (HostConfig)")
+    if host_config and not req.surface.start_takes_host_config:
+        raise errors.BadParameter("starting container with non-empty request body was deprecated since API "
+                                  "v1.22 and removed in v1.24")
     req.engine.container_start(req.params["id"], (host_config or {}).get("Binds"))
     return Reply.empty(204)
+
+
+def rename(req):
+    req.engine.container_rename(req.params["id"], req.arg("name") or "")
+    return Reply.empty(204)
+
+
+def prune(req):
+    ids, reclaimed = req.engine.containers_prune(flt.parse(req.arg("filters"), flt.PRUNE))
+    return Reply.json(req.surface.containers_pruned(ids, reclaimed))
+
+
+def logs(req):
+    """GET /containers/{id}/logs: lines framed (no Tty) or raw, optionally timestamped."""
+    stdout, stderr = req.arg_bool("stdout"), req.arg_bool("stderr")
+    if not (stdout or stderr):
+        raise errors.BadParameter("Bad parameters: you must choose at least one stream")
+    tail = req.arg("tail")
+    if tail in (None, "", "all"):
+        tail = None
+    else:
+        try:
+            tail = int(tail)
+        except ValueError:
+            raise errors.BadParameter(f"bad value for tail: {tail!r} (a number or all)") from None
+    since, until = _time_arg(req, "since"), _time_arg(req, "until")
+    timestamps = req.arg_bool("timestamps")
+    tty, lines = req.engine.container_logs(req.params["id"], stdout, stderr, req.arg_bool("follow"), tail,
+                                           since or None, until or None)
+    framed = req.surface.framed_output and not tty
+
+    def chunks():
+        for stream, data, ns in lines:
+            if timestamps:
+                data = timefmt.ns_to_iso(ns).encode() + b" " + data
+            yield frame(stream, data) if framed else data
+    ctype = "application/vnd.docker.multiplexed-stream" if framed else "application/vnd.docker.raw-stream"
+    return Stream(chunks(), ctype)
+
+
+def _time_arg(req, name):
+    value = req.arg(name)
+    if not value:
+        return None
+    try:
+        return timefmt.parse_time(value)
+    except ValueError:
+        raise errors.BadParameter(f"bad value for {name}: {value!r} (epoch seconds or RFC 3339)") from None
+
+
+def frame(stream, data):
+    return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
 
 
 def stop(req):
@@ -50,7 +110,18 @@ def kill(req):
 
 
 def wait(req):
-    return Reply.json({"StatusCode": req.engine.container_wait(req.params["id"])})
+    wait_for = req.engine.container_wait(req.params["id"], req.arg("condition") or "not-running")
+    if not req.surface.wait_flushes_head:
+        code, _ = wait_for()
+        return Reply.json({"StatusCode": code})
+
+    def chunks():
+        # The head goes out before the first chunk: `docker run` waits on it
+        # (condition=next-exit) before it starts the container.
+        yield b""
+        code, err = wait_for()
+        yield json.dumps({"StatusCode": code, "Error": {"Message": err} if err else None}).encode() + b"\n"
+    return Stream(chunks(), "application/json")
 
 
 def delete(req):
@@ -60,6 +131,7 @@ def delete(req):
 
 def attach(req):
     cid = req.engine.container_get(req.params["id"])
+    req.arg("detachKeys")  # the default (Ctrl-P Ctrl-Q) is the only one pyd knows
     opts = {k: req.arg_bool(k) for k in ("logs", "stream", "stdin", "stdout", "stderr")}
     conn = req.hijack()  # nothing can be refused after this line
     req.engine.container_attach(cid, conn, framed=req.surface.framed_output,
@@ -96,5 +168,6 @@ def commit(req):
         raise errors.BadParameter("the commit body must be a JSON object (a container config)")
     image_id = req.engine.commit(ref, req.arg("repo") or "", req.arg("tag") or None,
                                  req.arg("comment") or req.arg("m") or "", req.arg("author") or "",
-                                 req.surface.create_config(config) if config else None)
-    return Reply.json({"Id": image_id}, status=201)
+                                 req.surface.create_config(config) if config else None,
+                                 changes=req.query.get("changes"), pause=req.arg_bool("pause", True))
+    return Reply.json(req.surface.committed(image_id), status=201)

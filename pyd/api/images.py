@@ -1,6 +1,7 @@
 """Image endpoints: parse, call the engine, shape through the surface."""
 
 from .. import errors
+from ..engine import filters as flt
 from ..engine.fetch import check_url
 from ..http.messages import Reply, Stream
 
@@ -30,14 +31,15 @@ def create(req):
         if repo:
             repo, tag = req.engine.check_repo_tag(repo, tag)
         message = req.arg("message") or ""
+        changes = req.query.get("changes")
 
         def work(progress, send):
             if src == "-":
-                image_id = req.engine.image_import(req.body, _length(req), repo, tag, progress, message)
+                image_id = req.engine.image_import(req.body, _length(req), repo, tag, progress, message, changes)
             else:
                 send(s.status_msg(f"Downloading from {src}"))
-                image_id = req.engine.image_import_url(src, repo, tag, progress, message)
-            yield s.status_msg(image_id[:12])
+                image_id = req.engine.image_import_url(src, repo, tag, progress, message, changes)
+            yield s.imported_msg(image_id)
         return _progress_stream(req, work)
     if image:
         def work(progress, send):
@@ -71,7 +73,10 @@ def insert(req):
 
 
 def list_json(req):
-    return Reply.json(req.surface.image_rows(req.engine.image_list(req.arg_bool("all"), req.arg("filter") or None)))
+    rows = req.engine.image_list(req.arg_bool("all"), req.arg("filter") or None,
+                                 flt.parse(req.arg("filters"), flt.IMAGE))
+    req.arg_bool("digests")  # pyd keeps no digests yet (registry: issue 13); the field is empty
+    return Reply.json(req.surface.image_rows(rows))
 
 
 def list_viz(req):
@@ -93,4 +98,11 @@ def tag(req):
 
 
 def delete(req):
-    return Reply.json(req.surface.image_deleted(req.engine.image_delete(req.params["name"])))
+    out = req.engine.image_delete(req.params["name"], force=req.arg_bool("force"),
+                                  prune=not req.arg_bool("noprune"))
+    return Reply.json(req.surface.image_deleted(out))
+
+
+def prune(req):
+    out, reclaimed = req.engine.images_prune(flt.parse(req.arg("filters"), flt.PRUNE + ("dangling",)))
+    return Reply.json(req.surface.images_pruned(out, reclaimed))

@@ -22,9 +22,20 @@ class Legacy:
 
     name = "legacy"
     framed_output = False
+    start_takes_host_config = True   # v1.3 gives Binds at start
+    wait_flushes_head = False        # v1.3's wait answers once the container has stopped
 
-    def __init__(self, version):
+    def __init__(self, version, negotiate=None):
         self.version = version
+        self.negotiate = negotiate  # (min, max) of the modern surface, on unversioned paths
+
+    def daemon_version(self, facts):
+        out = daemon_version(facts)
+        if self.negotiate:
+            # Clients that negotiate (the docker SDK's version="auto") read these
+            # from unversioned /version before they pick a path (docs/api-choices.md).
+            out.update(MinAPIVersion=self.negotiate[0], ApiVersion=self.negotiate[1])
+        return out
 
     def error_body(self, message):
         return "text/plain; charset=utf-8", (message.rstrip("\n") + "\n").encode()
@@ -47,6 +58,12 @@ class Legacy:
 
     def error_msg(self, message):
         return _line({"error": message})
+
+    def imported_msg(self, image_id):
+        return self.status_msg(image_id[:12])
+
+    def committed(self, image_id):
+        return {"Id": image_id}
 
     def top(self, procs, ps_args=None):
         """v1.3 top: a list of {PID, Tty, Time, Cmd}; ps_args arrived in 1.4."""
@@ -216,13 +233,27 @@ def daemon_version(facts):
 def daemon_info(facts):
     return {"Containers": facts["containers"], "Images": facts["images"], "Debug": facts["debug"],
             "NFd": facts["fds"], "NGoroutines": facts["threads"], "MemoryLimit": facts["memory_limit"],
-            "SwapLimit": facts["swap_limit"], "EventsListeners": "0", "LXCVersion": "",
+            "SwapLimit": facts["swap_limit"], "EventsListeners": str(facts["events_listeners"]), "LXCVersion": "",
             "KernelVersion": facts["kernel"], "Driver": facts["driver"]}
+
+
+# The events Docker 0.6 sent; the rest (exec, health, volume...) arrived later.
+LEGACY_EVENTS = {("container", a) for a in ("create", "start", "stop", "die", "kill", "restart", "destroy",
+                                            "export", "commit")} | \
+                {("image", a) for a in ("untag", "delete", "import", "tag", "insert", "pull", "push")}
+
+
+def event(ev):
+    """{"status","id","time"}, ids as Docker 0.6 logged them (12 digits); None
+    for events this surface does not know."""
+    if (ev.type, ev.action) not in LEGACY_EVENTS:
+        return None
+    return {"status": ev.action, "id": ev.id[:12], "time": int(ev.time)}
 
 
 # A request's surface answers for its version: handlers call
 # req.surface.container_inspect(view) and never name a version.
 for _projection in (create_config, container_inspect, container_rows, changes, image_inspect, image_rows,
-                    image_history, image_viz, image_deleted, daemon_version, daemon_info):
+                    image_history, image_viz, image_deleted, daemon_info, event):
     setattr(Legacy, _projection.__name__, staticmethod(_projection))
 del _projection

@@ -1,10 +1,15 @@
-"""/_ping, /version, /info."""
+"""/_ping, /version, /info, /events, /system/df."""
 
-from ..http.messages import Reply
+import json
+
+from .. import errors, timefmt
+from ..engine import filters as flt
+from ..http.messages import Reply, Stream
 
 
 def ping(req):
-    return Reply.text("OK")
+    return Reply(200, b"OK", "text/plain; charset=utf-8",
+                 headers=[("Cache-Control", "no-cache, no-store, must-revalidate"), ("Pragma", "no-cache")])
 
 
 def version(req):
@@ -13,3 +18,37 @@ def version(req):
 
 def info(req):
     return Reply.json(req.surface.daemon_info(req.engine.info()))
+
+
+def _time(req, name):
+    value = req.arg(name)
+    if not value:
+        return None
+    try:
+        return timefmt.parse_time(value)
+    except ValueError:
+        raise errors.BadParameter(f"bad value for {name}: {value!r} (epoch seconds or RFC 3339)") from None
+
+
+def events(req):
+    """A stream of JSON events: the kept ones from `since`, then live ones
+    until `until` or until the client leaves."""
+    since, until = _time(req, "since"), _time(req, "until")
+    if since is not None and until is not None and until < since:
+        raise errors.BadParameter("`since` time must be before `until` time")
+    gen = req.engine.events_stream(since, until, flt.parse(req.arg("filters"), flt.EVENT))
+    shape = req.surface.event
+
+    def chunks():
+        yield b""  # the head at once: clients wait on it before they act
+        for ev in gen:
+            if ev is None:
+                continue
+            obj = shape(ev)
+            if obj is not None:
+                yield json.dumps(obj).encode() + b"\n"
+    return Stream(chunks(), "application/json")
+
+
+def disk_usage(req):
+    return Reply.json(req.surface.disk_usage(req.engine.disk_usage()))

@@ -9,25 +9,34 @@ surface, and match its route.
 import re
 
 from .. import errors
-from . import containers, images, misc, versions
+from . import containers, images, legacy, misc, modern, versions, volumes
+
+# A fourth column limits a route to one surface: MODERN endpoints did not
+# exist in v1.3 and are 404 there, as in a daemon of that time.
+MODERN = "modern"
 
 ROUTES = [
     ("GET",    "/_ping",                        misc.ping),
     ("HEAD",   "/_ping",                        misc.ping),
     ("GET",    "/version",                      misc.version),
     ("GET",    "/info",                         misc.info),
+    ("GET",    "/events",                       misc.events),
+    ("GET",    "/system/df",                    misc.disk_usage,            MODERN),
 
     ("GET",    "/containers/json",              containers.list_),
     ("GET",    "/containers/ps",                containers.list_),
     ("POST",   "/containers/create",            containers.create),
+    ("POST",   "/containers/prune",             containers.prune,           MODERN),
     ("GET",    "/containers/{id}/json",         containers.inspect),
     ("GET",    "/containers/{id}/top",          containers.top),
     ("GET",    "/containers/{id}/changes",      containers.changes),
     ("GET",    "/containers/{id}/export",       containers.export),
+    ("GET",    "/containers/{id}/logs",         containers.logs,            MODERN),
     ("POST",   "/containers/{id}/start",        containers.start),
     ("POST",   "/containers/{id}/stop",         containers.stop),
     ("POST",   "/containers/{id}/restart",      containers.restart),
     ("POST",   "/containers/{id}/kill",         containers.kill),
+    ("POST",   "/containers/{id}/rename",       containers.rename,          MODERN),
     ("POST",   "/containers/{id}/attach",       containers.attach),
     ("POST",   "/containers/{id}/resize",       containers.resize),
     ("POST",   "/containers/{id}/wait",         containers.wait),
@@ -37,11 +46,18 @@ ROUTES = [
     ("GET",    "/images/json",                  images.list_json),
     ("GET",    "/images/viz",                   images.list_viz),
     ("POST",   "/images/create",                images.create),
+    ("POST",   "/images/prune",                 images.prune,               MODERN),
     ("POST",   "/images/{name:.+}/insert",      images.insert),
     ("GET",    "/images/{name:.+}/json",        images.inspect),
     ("GET",    "/images/{name:.+}/history",     images.history),
     ("POST",   "/images/{name:.+}/tag",         images.tag),
     ("DELETE", "/images/{name:.+}",             images.delete),
+
+    ("GET",    "/volumes",                      volumes.list_,              MODERN),
+    ("POST",   "/volumes/create",               volumes.create,             MODERN),
+    ("POST",   "/volumes/prune",                volumes.prune,              MODERN),
+    ("GET",    "/volumes/{name}",               volumes.inspect,            MODERN),
+    ("DELETE", "/volumes/{name}",               volumes.delete,             MODERN),
 ]
 
 
@@ -54,15 +70,15 @@ def _compile(pattern):
 
 class Router:
     def __init__(self, routes=ROUTES):
-        self._table = [(method, _compile(pattern), fn) for method, pattern, fn in routes]
+        self._table = [(r[0], _compile(r[1]), r[2], r[3] if len(r) > 3 else None) for r in routes]
 
-    def match(self, method, path):
-        for m, rx, fn in self._table:
-            if m == method:
+    def match(self, method, path, surface=None):
+        for m, rx, fn, only in self._table:
+            if m == method and (only is None or surface is None or only == surface):
                 hit = rx.match(path)
                 if hit:
                     return fn, hit.groupdict()
-        raise errors.NotFound(f"404 page not found: {method} {path}")
+        raise errors.NotFound("page not found")
 
 
 class Api:
@@ -75,12 +91,24 @@ class Api:
         self._surfaces = {}  # version -> surface: they hold nothing but their version
 
     def negotiate(self, path):
-        """'/v1.3/x' -> ((1, 3), '/x', its surface); raises for unknown versions."""
+        """'/v1.3/x' -> ((1, 3), '/x', its surface); raises for unknown versions
+        (the error carries the surface to say it in: `e.surface`)."""
         version, rest = versions.split(path)
-        return version, rest, self._surface(version)
+        if version is None:
+            return versions.DEFAULT, rest, self.default_surface()
+        try:
+            return version, rest, self._surface(version)
+        except errors.PydError as e:
+            e.surface = self._surface(modern.MAX if version > legacy.MAX else legacy.MAX)
+            raise
 
     def default_surface(self):
-        return self._surface(versions.DEFAULT)
+        """What unversioned paths get: the legacy shapes, plus what negotiating clients need."""
+        s = self._surfaces.get(None)
+        if s is None:
+            s = self._surfaces[None] = legacy.Legacy(versions.DEFAULT, negotiate=(
+                "%d.%d" % modern.MIN, "%d.%d" % modern.MAX))
+        return s
 
     def _surface(self, version):
         s = self._surfaces.get(version)
@@ -88,5 +116,5 @@ class Api:
             s = self._surfaces[version] = versions.surface_for(version)
         return s
 
-    def match(self, method, path):
-        return self.router.match(method, path)
+    def match(self, method, path, surface=None):
+        return self.router.match(method, path, surface.name if surface is not None else None)

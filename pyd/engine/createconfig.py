@@ -15,13 +15,18 @@ import re
 
 from .. import errors
 from ..runtime.cgroups import MIN_MEMORY
-from ..store.containers import HOST_FIELDS
+from ..store.containers import HOST_FIELDS, LEGACY_HOST_FIELDS
 from . import mounts
 
 _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$")
 _LIST_FIELDS = ("Cmd", "Entrypoint", "Env", "Dns", "PortSpecs")
 _BOOL_FIELDS = ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce")
-_STR_FIELDS = ("Hostname", "User", "VolumesFrom", "WorkingDir", "Image")
+_STR_FIELDS = ("Hostname", "User", "VolumesFrom", "WorkingDir", "Image", "Domainname", "StopSignal")
+_HOST_BOOLS = ("AutoRemove", "Privileged", "ReadonlyRootfs", "PublishAllPorts")
+_HOST_INTS = ("PidsLimit", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "ShmSize")
+_HOST_LISTS = ("CapAdd", "CapDrop", "ExtraHosts", "DnsSearch", "DnsOptions")
+RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
+NETWORK_MODES = ("", "default", "bridge", "none", "host")
 
 
 def empty_config():
@@ -32,6 +37,12 @@ def empty_config():
             "Image": "", "Volumes": None, "VolumesFrom": "", "Entrypoint": None, "WorkingDir": ""}
 
 
+# Engine API 1.41 fields of the container's own config, beyond v1.3's; a
+# flat config has them only when a client sent them (legacy shapes stay exact).
+MODERN_CONFIG = {"Domainname": "", "Labels": None, "Healthcheck": None, "ExposedPorts": None,
+                 "StopSignal": "", "StopTimeout": None, "OnBuild": None}
+
+
 def split(flat):
     """Flat config -> (config, host)."""
     config = {k: v for k, v in flat.items() if k not in HOST_FIELDS}
@@ -40,10 +51,11 @@ def split(flat):
 
 
 def join(config, host):
-    """(config, host) -> the flat config, fields in Docker's order."""
+    """(config, host) -> the flat config of v1.3 and of Docker's image format,
+    fields in Docker's order: the host fields v1.3 had, not HostConfig's."""
     flat = empty_config()
     flat.update(config)
-    for k in HOST_FIELDS:
+    for k in LEGACY_HOST_FIELDS:
         if k in host:
             flat[k] = host[k]
     return flat
@@ -107,7 +119,103 @@ def check(body):
     for item in cfg.get("Env") or []:
         if "=" not in item or item.startswith("=") or "\0" in item:
             raise errors.BadParameter(f"invalid Env entry {item!r}: expected NAME=value")
+    _check_modern_config(cfg)
+    _check_host(cfg)
     return cfg
+
+
+def _check_modern_config(cfg):
+    labels = cfg.get("Labels")
+    if labels is not None and not (isinstance(labels, dict) and
+                                   all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())):
+        raise errors.BadParameter("Labels must be an object of string values")
+    hc = cfg.get("Healthcheck")
+    if hc is not None:
+        if not isinstance(hc, dict):
+            raise errors.BadParameter("Healthcheck must be an object")
+        test = hc.get("Test")
+        if test is not None and not (isinstance(test, list) and all(isinstance(x, str) for x in test)):
+            raise errors.BadParameter("Healthcheck.Test must be a list of strings")
+        if test and test[0] not in ("NONE", "CMD", "CMD-SHELL"):
+            raise errors.BadParameter(f"Healthcheck.Test must start with NONE, CMD or CMD-SHELL, not {test[0]!r}")
+        for k in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
+            v = hc.get(k) or 0
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise errors.BadParameter(f"Healthcheck.{k} must be a non-negative integer (nanoseconds)")
+            if 0 < v < 1_000_000:
+                raise errors.BadParameter(f"Interval in Healthcheck cannot be less than 1ms" if k == "Interval"
+                                          else f"{k} in Healthcheck cannot be less than 1ms")
+        r = hc.get("Retries") or 0
+        if not isinstance(r, int) or isinstance(r, bool) or r < 0:
+            raise errors.BadParameter("Retries in Healthcheck cannot be negative")
+    ports = cfg.get("ExposedPorts")
+    if ports is not None and not isinstance(ports, dict):
+        raise errors.BadParameter("ExposedPorts must be an object of {\"port/proto\": {}}")
+    st = cfg.get("StopTimeout")
+    if st is not None and (not isinstance(st, int) or isinstance(st, bool)):
+        raise errors.BadParameter("StopTimeout must be an integer")
+
+
+def _check_host(cfg):
+    """The Engine API 1.41 HostConfig fields, when given."""
+    for k in _HOST_BOOLS:
+        if not isinstance(cfg.get(k) or False, bool):
+            raise errors.BadParameter(f"{k} must be true or false")
+    for k in _HOST_INTS:
+        v = cfg.get(k)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+            raise errors.BadParameter(f"{k} must be an integer")
+    for k in _HOST_LISTS:
+        v = cfg.get(k)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise errors.BadParameter(f"{k} must be a list of strings")
+    init = cfg.get("Init")
+    if init is not None and not isinstance(init, bool):
+        raise errors.BadParameter("Init must be true, false or null")
+    if (cfg.get("NanoCpus") or 0) < 0 or (cfg.get("CpuShares") or 0) < 0:
+        raise errors.BadParameter("NanoCpus and CpuShares cannot be negative")
+    if cfg.get("NanoCpus") and (cfg.get("CpuQuota") or cfg.get("CpuPeriod")):
+        raise errors.BadParameter("Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set")
+    if cfg.get("NanoCpus") and cfg["NanoCpus"] < 10_000_000:
+        raise errors.BadParameter("Range of CPUs is from 0.01 to the number of CPUs available on the system")
+    rp = cfg.get("RestartPolicy")
+    if rp is not None:
+        if not isinstance(rp, dict):
+            raise errors.BadParameter("RestartPolicy must be an object {Name, MaximumRetryCount}")
+        name, count = rp.get("Name") or "", rp.get("MaximumRetryCount") or 0
+        if name not in RESTART_POLICIES:
+            raise errors.BadParameter(f"invalid restart policy '{name}'")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise errors.BadParameter("maximum retry count cannot be negative")
+        if count and name != "on-failure":
+            raise errors.BadParameter(f"maximum retry count cannot be used with restart policy '{name}'")
+        cfg["RestartPolicy"] = {"Name": name, "MaximumRetryCount": count}
+        if cfg.get("AutoRemove") and name not in ("", "no"):
+            raise errors.BadParameter("can't create 'AutoRemove' container with restart policy")
+    mode = cfg.get("NetworkMode") or ""
+    if not isinstance(mode, str):
+        raise errors.BadParameter("NetworkMode must be a string")
+    if mode not in NETWORK_MODES:
+        if mode.startswith("container:"):
+            raise errors.BadParameter(f"NetworkMode {mode!r}: sharing another container's network is not "
+                                      "supported by pyd")
+        raise errors.NotFound(f"network {mode} not found")
+    for entry in cfg.get("ExtraHosts") or []:
+        host, sep, addr = entry.partition(":")
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            sep = ""
+        if not sep or not host:
+            raise errors.BadParameter(f"invalid IP address in add-host: {addr!r} (expected host:ip)")
+    tmpfs = cfg.get("Tmpfs")
+    if tmpfs is not None:
+        if not isinstance(tmpfs, dict) or not all(isinstance(v, str) for v in tmpfs.values()):
+            raise errors.BadParameter("Tmpfs must be an object of {path: options}")
+        for p in tmpfs:
+            mounts.clean_target(p, "tmpfs")
+    mounts.validate_binds(cfg.get("Binds"))
+    cfg["Mounts"] = mounts.check_mounts(cfg.get("Mounts"))
 
 
 def merge(user, image, given=None):
@@ -135,6 +243,13 @@ def merge(user, image, given=None):
     if image.get("Env"):
         keys = {e.partition("=")[0] for e in out.get("Env") or []}
         out["Env"] = [e for e in image["Env"] if e.partition("=")[0] not in keys] + list(out.get("Env") or [])
+    if image.get("Labels"):
+        out["Labels"] = dict(image["Labels"], **(out.get("Labels") or {}))
+    if image.get("ExposedPorts"):
+        out["ExposedPorts"] = dict(image["ExposedPorts"], **(out.get("ExposedPorts") or {}))
+    for k in ("Healthcheck", "StopSignal", "Domainname"):
+        if not out.get(k) and image.get(k):
+            out[k] = image[k]
     if image.get("Volumes"):
         vols = dict(image["Volumes"])
         vols.update(out.get("Volumes") or {})

@@ -6,12 +6,20 @@ import os
 NAMES = (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf"))
 
 
-def write(cdir, hostname, dns):
+def write(cdir, hostname, dns, extra_hosts=None, search=None, options=None):
+    """`extra_hosts`: ["name:ip"] (HostConfig.ExtraHosts), appended to /etc/hosts."""
     _write(os.path.join(cdir, "hostname"), hostname + "\n")
+    extra = "".join(f"{ip}\t{name}\n" for name, _, ip in (e.partition(":") for e in extra_hosts or []))
     _write(os.path.join(cdir, "hosts"),
            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-           f"127.0.1.1\t{hostname}\n")
-    _write(os.path.join(cdir, "resolv.conf"), resolv_conf(dns))
+           f"127.0.1.1\t{hostname}\n" + extra)
+    text = resolv_conf(dns)
+    if search:
+        text = "".join(ln + "\n" for ln in text.splitlines() if not ln.startswith("search ")) + \
+            f"search {' '.join(search)}\n"
+    if options:
+        text += f"options {' '.join(options)}\n"
+    _write(os.path.join(cdir, "resolv.conf"), text)
 
 
 def mounts(cdir):

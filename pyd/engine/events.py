@@ -19,8 +19,12 @@ class Event:
     type: str          # "container" or "image"
     action: str        # create, start, die, destroy, ... (docs/design.md lists them)
     id: str
-    time: float        # seconds since the epoch
+    time_ns: int       # nanoseconds since the epoch
     attributes: dict = field(default_factory=dict)
+
+    @property
+    def time(self):
+        return self.time_ns / 1e9
 
 
 class Overflow(Exception):
@@ -74,7 +78,7 @@ class Bus:
         self._maxlen = maxlen
 
     def publish(self, type_, action, id_, **attributes):
-        ev = Event(type_, action, id_, time.time(), attributes)
+        ev = Event(type_, action, id_, time.time_ns(), attributes)
         with self._lock:
             self._history.append(ev)
             subs = list(self._subs)
@@ -82,17 +86,25 @@ class Bus:
             s._push(ev)
         return ev
 
-    def subscribe(self, since=None, match=None, maxlen=None):
+    def subscribe(self, since=None, match=None, maxlen=None, until=None, live=True):
         """A new subscription; with `since` (epoch seconds) it first holds the
-        kept events from that time on."""
+        kept events from that time on (up to `until`); `live=False` takes only
+        that replay, and the subscription is closed after it."""
         sub = Subscription(self, maxlen or self._maxlen, match)
         with self._lock:
             if since is not None:
                 for ev in self._history:
-                    if ev.time >= since:
+                    if ev.time >= since and (until is None or ev.time <= until):
                         sub._push(ev)
-            self._subs.append(sub)
+            if live:
+                self._subs.append(sub)
+            else:
+                sub.closed = True
         return sub
+
+    def listeners(self):
+        with self._lock:
+            return len(self._subs)
 
     def unsubscribe(self, sub):
         with self._lock:

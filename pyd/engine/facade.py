@@ -9,23 +9,29 @@ records' views (engine.views) or plain facts; the API projects them.
 import logging
 import os
 import signal as signals
+import socket
 import threading
+import time
 
 from .. import __version__, errors, sysinfo, timefmt
 from ..fs import drivers
 from ..fs.fsopt import mark_topdir
+from ..fs.layerfs import du
 from ..fs.tarsafe import remove_tree
 from ..runtime import attach as attaching, cgroups
 from ..runtime.process import Runtime
 from ..runtime.stdio import STDERR, STDOUT
 from ..store import format as data_format
-from ..store.containers import Container, ContainerStore, new_id
+from ..store.containers import Container, ContainerStore, check_name, new_id
 from ..store.images import ImageStore, short
 from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
 from ..store.refs import parse_repo_tag, split_name
-from . import createconfig, etcfiles, fsops, lifecycle as lc, mounts, plan as plans
-from .events import Bus
+from . import createconfig, etcfiles, filters as flt, fsops, lifecycle as lc, mounts, plan as plans
+from . import dockerfile_changes, logs
+from .events import Bus, Overflow
+from .names import random_name
+from .restart import Restarts, wants_restart
 from .fetch import open_url
 from .views import ImageRow, ImageView, container_view
 
@@ -42,7 +48,10 @@ class Engine:
         self.volumes = VolumeStore(config)
         self.lifecycle = lc.Lifecycle(self.containers, self.events)
         self.runtime = Runtime(config)
+        self.restarts = Restarts(self._restart)
         self.driver = None  # chosen at start: overlay2, or vfs where overlayfs cannot work
+        self.started_at = time.time()
+        self.shutting_down = False
 
     # -- life ------------------------------------------------------------
 
@@ -61,6 +70,17 @@ class Engine:
         self.images.load()
         for c in self.containers.load():
             self._recover(c)
+        # Restart policies apply across daemon starts too, in the background so
+        # that the API answers at once.
+        due = [c for c in self.containers.all()
+               if c.status in (lc.EXITED, lc.CREATED) and c.state.get("started_at", timefmt.ZERO_TIME)
+               != timefmt.ZERO_TIME and wants_restart(c, c.state.get("exit_code", 0), at_daemon_start=True)]
+        if due:
+            threading.Thread(target=self._restart_all, args=(due,), name="restart-at-start", daemon=True).start()
+
+    def _restart_all(self, due):
+        for c in due:
+            self._restart(c.id)
 
     def _recover(self, c):
         """A container recorded as running belonged to a daemon that died. Its
@@ -71,13 +91,18 @@ class Engine:
             self._remove_files(c, remove_volumes=False)
             return
         self.runtime.reap_orphan(c.id)
-        if c.status in (lc.RUNNING, lc.STARTING):
-            code = 137 if c.status == lc.RUNNING else 128
+        if c.status in (lc.RUNNING, lc.STARTING, "paused"):
+            code = 128 if c.status == lc.STARTING else 137
             self.lifecycle.exited(c, code, error="daemon restarted while the container was running")
             log.info("container %s was running when the daemon stopped; recorded as exited", c.short_id)
+            if c.host.get("AutoRemove") and not wants_restart(c, code, at_daemon_start=True):
+                self.lifecycle.removing(c)
+                self._remove_files(c, remove_volumes=True)
 
     def shutdown(self):
         """Stop running containers, in parallel, each with the default grace."""
+        self.shutting_down = True
+        self.restarts.cancel_all()
         running = [c for c in self.containers.all() if c.running]
         threads = [threading.Thread(target=self._stop_quiet, args=(c,), name=f"stop-{c.short_id}")
                    for c in running]
@@ -98,20 +123,47 @@ class Engine:
 
     def version(self):
         return {"version": __version__, "git_commit": sysinfo.git_commit(),
-                "runtime": sysinfo.runtime_version(), "kernel": sysinfo.kernel_version()}
+                "runtime": sysinfo.runtime_version(), "kernel": sysinfo.kernel_version(),
+                "build_time": sysinfo.build_time()}
 
     def info(self):
+        states = {"running": 0, "paused": 0, "stopped": 0}
+        for c in self.containers.all():
+            key = c.status if c.status in ("running", "paused") else "stopped"
+            states[key] += 1
+        os_name, os_version = sysinfo.os_release()
         return {
             "containers": self.containers.count(),
+            "states": states,
             "images": self.images.count(),
             "debug": self.config.debug,
             "fds": sysinfo.open_fds(),
             "threads": sysinfo.threads(),
             "memory_limit": cgroups.memory_limit_supported(),
             "swap_limit": cgroups.swap_limit_supported(),
+            "cpu_cfs": sysinfo.cgroup_controller("cpu"),
+            "cpu_shares": sysinfo.cgroup_controller("cpu"),
+            "pids_limit": sysinfo.cgroup_controller("pids"),
+            "cgroup_version": str(cgroups.version() or 1),
             "kernel": sysinfo.kernel_version(),
             "driver": self.driver.name,
+            "backing_fs": sysinfo.fs_type(self.config.root),
+            "events_listeners": self.events.listeners(),
+            "id": sysinfo.daemon_id(self.config.root),
+            "ip_forward": sysinfo.ip_forward(),
+            "os_name": os_name, "os_version": os_version,
+            "mem_total": sysinfo.mem_total(),
+            "root": self.config.root,
+            "hostname": socket.gethostname(),
+            "security_options": [],  # no seccomp profile yet (issue 14)
+            "warnings": self._warnings(),
         }
+
+    def _warnings(self):
+        out = []
+        if not cgroups.swap_limit_supported():
+            out.append("WARNING: No swap limit support")
+        return out
 
     # -- images ----------------------------------------------------------
 
@@ -122,18 +174,21 @@ class Engine:
     def check_repo_tag(self, repo, tag):
         return parse_repo_tag(repo, tag)
 
-    def image_import(self, fileobj, total, repo, tag, progress, comment=""):
-        """Import a tar (any compression) as a new base image; returns its id."""
-        img = fsops.import_tar(self.images, self.config.tmp_dir, fileobj, total, progress, comment)
-        self.events.publish("image", "import", img.id)
+    def image_import(self, fileobj, total, repo, tag, progress, comment="", changes=None):
+        """Import a tar (any compression) as a new base image; returns its id.
+        `changes`: Dockerfile-style lines (CMD, ENV...) set in its config."""
+        overrides = dockerfile_changes.apply(createconfig.empty_config(), changes) if changes else None
+        img = fsops.import_tar(self.images, self.config.tmp_dir, fileobj, total, progress, comment,
+                               overrides)
+        self.events.publish("image", "import", "sha256:" + img.id)
         if repo:
             self._tag(img.id, repo, tag, force=True)  # an import moves the tag, as in Docker
         return img.id
 
-    def image_import_url(self, url, repo, tag, progress, comment=""):
+    def image_import_url(self, url, repo, tag, progress, comment="", changes=None):
         resp, total = open_url(url)
         with resp:
-            return self.image_import(resp, total, repo, tag, progress, comment)
+            return self.image_import(resp, total, repo, tag, progress, comment, changes)
 
     def image_insert(self, name, path, url, progress):
         """Download `url` to `path` in a new layer on top of image `name`; returns its id."""
@@ -144,20 +199,37 @@ class Engine:
     def image_resolve(self, name):
         return self.images.resolve(name).id
 
-    def image_list(self, all_=False, filter_=None):
-        """One row per repo:tag, plus untagged images (leaves only unless all_)."""
+    def image_list(self, all_=False, filter_=None, filters=None):
+        """One row per repo:tag, plus untagged images (leaves only unless all_).
+        `filter_` is v1.3's repository name; `filters` the modern ones
+        (dangling, label, reference, before, since)."""
+        f = filters or {}
+        dangling = flt.check_bool("dangling", f["dangling"]) if "dangling" in f else None
+        before = self.images.resolve(f["before"][-1]).created if f.get("before") else None
+        since = self.images.resolve(f["since"][-1]).created if f.get("since") else None
         rows, tagged = [], set()
         for repo, tag, image_id in self.images.refs():
             tagged.add(image_id)
             if filter_ and repo != filter_:
                 continue
+            if "reference" in f and not any(flt.reference_match(p, repo, tag) for p in f["reference"]):
+                continue
             rows.append(ImageRow(repo, tag, self._image_view(self.images.get(image_id))))
-        if not filter_:
+        if not filter_ and "reference" not in f:
             images = self.images.all()
             parents = {img.parent for img in images}
             for img in images:
-                if img.id not in tagged and (all_ or img.id not in parents):
+                if img.id not in tagged and (all_ or img.id not in parents or dangling):
                     rows.append(ImageRow(None, None, self._image_view(img)))
+        if dangling is not None:
+            rows = [r for r in rows if (r.repo is None) == dangling]
+        if "label" in f:
+            rows = [r for r in rows if flt.labels_match((r.image.config.get("config") or {}).get("Labels"),
+                                                        f["label"])]
+        if before is not None:
+            rows = [r for r in rows if timefmt.iso_to_time(r.image.created) < timefmt.iso_to_time(before)]
+        if since is not None:
+            rows = [r for r in rows if timefmt.iso_to_time(r.image.created) > timefmt.iso_to_time(since)]
         return rows
 
     def image_all(self):
@@ -179,46 +251,101 @@ class Engine:
 
     def _tag(self, image_id, repo, tag, force):
         self.images.set_tag(image_id, repo, tag, force)
-        self.events.publish("image", "tag", image_id, name=f"{repo}:{tag or 'latest'}")
+        self.events.publish("image", "tag", "sha256:" + image_id, name=f"{repo}:{tag or 'latest'}")
 
-    def image_delete(self, name):
+    def image_delete(self, name, force=False, prune=True):
         """[("untagged", id, "repo:tag") | ("deleted", id, "")], in order."""
-        out = self.images.delete(name, self.containers.using_image)
+        out = self.images.delete(name, self.containers.using_image, force=force, prune=prune)
         for what, image_id, ref in out:
-            self.events.publish("image", "untag" if what == "untagged" else "delete", image_id,
-                                **({"name": ref} if ref else {}))
+            self.events.publish("image", "untag" if what == "untagged" else "delete", "sha256:" + image_id,
+                                name=ref or "sha256:" + image_id)
         return out
+
+    def images_prune(self, filters=None):
+        """Delete dangling images (all unused ones with dangling=false); returns
+        (what image_delete returns, for all of them; bytes reclaimed)."""
+        f = filters or {}
+        only_dangling = flt.check_bool("dangling", f["dangling"]) if "dangling" in f else True
+        until = _until(f)
+        out, reclaimed = [], 0
+        used = {c.image for c in self.containers.all()}
+        for img in sorted(self.images.all(), key=lambda i: i.created, reverse=True):
+            if not self.images.exists(img.id) or img.id in used or self.images.children(img.id):
+                continue
+            tagged = bool(self.images.tags_of(img.id))
+            if (only_dangling and tagged) or (until is not None and timefmt.iso_to_time(img.created) >= until):
+                continue
+            if not _labels_ok((img.config.get("config") or {}).get("Labels"), f):
+                continue
+            size = self.images.own_size(img)
+            try:
+                if tagged:
+                    for repo, tag in self.images.tags_of(img.id):
+                        out += self.image_delete(f"{repo}:{tag}")
+                else:
+                    out += self.image_delete(img.id)
+            except errors.PydError:
+                continue
+            reclaimed += size
+        self.events.publish("image", "prune", "", reclaimed=reclaimed)
+        return out, reclaimed
 
     # -- containers: create and inspect ----------------------------------
 
-    def container_create(self, flat):
+    def container_create(self, flat, name=None):
         """Create from a flat config (createconfig); returns (id, warnings)."""
         cfg = createconfig.check(flat)
+        if cfg.get("Privileged") and not self.config.allow_privileged:
+            raise errors.Forbidden("privileged containers are disabled on this daemon: start pyd with "
+                                   "--allow-privileged to allow them")
         image = self.images.resolve(cfg["Image"])
         cfg = createconfig.merge(cfg, image.run_config)
         warnings = []
+        if (cfg.get("NetworkMode") or "default") in ("default", "bridge"):
+            warnings.append("pyd has no bridge network yet: the container gets a private network "
+                            "namespace with loopback only")
+        if cfg.get("PortBindings") or cfg.get("PublishAllPorts"):
+            warnings.append("published ports are not served yet: pyd has no bridge network")
         if cfg["Memory"] and not cgroups.memory_limit_supported():
             warnings.append("Your kernel does not support memory limit capabilities. Limitation discarded.")
             cfg["Memory"] = cfg["MemorySwap"] = 0
         if cfg["Memory"] and not cgroups.swap_limit_supported() and cfg["MemorySwap"]:
             warnings.append("Your kernel does not support swap limit capabilities. Limitation discarded.")
-        argv = createconfig.argv(cfg)
-        if not argv:
+        if not createconfig.argv(cfg):
             raise errors.BadParameter("No command specified")
         cid = new_id()
+        if name:
+            name = check_name(name)
+            self.containers.reserve_name(name, cid)
+        else:
+            for attempt in range(20):
+                try:
+                    name = random_name(attempt)
+                    self.containers.reserve_name(name, cid)
+                    break
+                except errors.Conflict:
+                    continue
+        try:
+            return self._create(cid, name, cfg, image, warnings)
+        except BaseException:
+            self.containers.release_name(name, cid)
+            raise
+
+    def _create(self, cid, name, cfg, image, warnings):
+        argv = createconfig.argv(cfg)
         if not cfg.get("Hostname"):
             cfg["Hostname"] = cid[:12]
         config, host = createconfig.split(cfg)
-        host["Binds"] = None
         path = self.containers.path_for(cid)
-        data = {"id": cid, "name": "", "created": timefmt.now_iso(), "image": image.id,
+        data = {"id": cid, "name": name, "created": timefmt.now_iso(), "image": image.id,
                 "driver": self.driver.name, "argv": argv, "config": config, "host": host,
                 "state": lc.new_state(), "mounts": []}
         os.makedirs(path, 0o700)
         try:
             c = Container(data, path)
             self.driver.create(path, self.images.layer_dirs(image))
-            etcfiles.write(path, cfg["Hostname"], cfg.get("Dns"))
+            etcfiles.write(path, cfg["Hostname"], cfg.get("Dns"), cfg.get("ExtraHosts"),
+                           cfg.get("DnsSearch"), cfg.get("DnsOptions"))
             self.lifecycle.created(c)
         except BaseException:
             remove_tree(path)
@@ -227,16 +354,46 @@ class Engine:
         log.info("created %s from %s", c.short_id, short(image.id))
         return cid, warnings
 
-    def container_inspect(self, ref):
-        return container_view(self.containers.get(ref))
+    def _view(self, c, **extra):
+        return container_view(c, restarting=self.restarts.pending(c.id),
+                              exec_ids=self._exec_ids(c.id), **extra)
 
-    def container_list(self, all_=False, limit=None, since=None, before=None, size=False):
+    def _exec_ids(self, cid):
+        return []  # exec (engine.execs) fills this in
+
+    def container_inspect(self, ref, size=False):
+        c = self.containers.get(ref)
+        extra = {}
+        if size:
+            layers, driver, _ = self._stack(c)
+            rw = driver.size_rw(c.path, layers)
+            extra.update(size_rw=rw, size_rootfs=rw + self.images.virtual_size(self.images.get(c.image)))
+        return self._view(c, **extra)
+
+    def container_rename(self, ref, new):
+        c = self.containers.get(ref)
+        if not new:
+            raise errors.BadParameter("Neither old nor new names may be empty")
+        new = check_name(new)
+        if new == c.name:
+            raise errors.BadParameter(f"Renaming a container with the same name as its current name")
+        old = self.containers.rename(c, new)
+        self.events.publish("container", "rename", c.id, oldName="/" + old, name=new, image=c.config.get("Image"))
+
+    def container_list(self, all_=False, limit=None, since=None, before=None, size=False, filters=None):
+        f = filters or {}
+        if "status" in f:
+            flt.check_statuses(f["status"])
+        since = since or (f.get("since") or [None])[-1]
+        before = before or (f.get("before") or [None])[-1]
         since_id = self.containers.get(since).id if since else None
         before_id = self.containers.get(before).id if before else None
         n = -1 if limit is None or limit <= 0 else limit
         out, found_before = [], False
+        ancestors = self._ancestor_ids(f.get("ancestor"))
+        exited = flt.check_ints("exited", f["exited"]) if "exited" in f else None
         for c in self.containers.all():
-            if not c.running and not all_ and n == -1 and not since_id and not before_id:
+            if not c.running and not all_ and n == -1 and not since_id and not before_id and not f:
                 continue
             if before_id:
                 if c.id == before_id:
@@ -248,13 +405,57 @@ class Engine:
                 break
             if c.id == since_id:
                 break
+            if f and not self._container_matches(c, f, ancestors, exited, all_):
+                continue
             extra = {"image_ref": self._image_ref(c.image)}
             if size:
                 layers, driver, _ = self._stack(c)
                 rw = driver.size_rw(c.path, layers)
                 extra.update(size_rw=rw, size_rootfs=rw + self.images.virtual_size(self.images.get(c.image)))
-            out.append(container_view(c, **extra))
+            out.append(self._view(c, **extra))
         return out
+
+    def _ancestor_ids(self, refs):
+        """Image ids that `ancestor=` filters name, with all their descendants."""
+        if not refs:
+            return None
+        roots = set()
+        for ref in refs:
+            try:
+                roots.add(self.images.resolve(ref).id)
+            except errors.NotFound:
+                pass
+        return {img.id for img in self.images.all()
+                if any(a.id in roots for a in self.images.chain(img.id))}
+
+    def _container_matches(self, c, f, ancestors, exited, all_):
+        status = "restarting" if self.restarts.pending(c.id) else \
+            ("created" if c.status == lc.STARTING else c.status)
+        if "status" in f:
+            if status not in f["status"]:
+                return False
+        elif not all_ and not c.running:
+            return False
+        if "name" in f and not any(n.lstrip("/") in c.name for n in f["name"]):
+            return False
+        if "id" in f and not any(c.id.startswith(i) for i in f["id"]):
+            return False
+        if "label" in f and not flt.labels_match(c.config.get("Labels"), f["label"]):
+            return False
+        if ancestors is not None and c.image not in ancestors:
+            return False
+        if exited is not None and (c.status != lc.EXITED or c.state.get("exit_code") not in exited):
+            return False
+        if "health" in f and ((c.state.get("health") or {}).get("Status") or "none") not in f["health"]:
+            return False
+        if "volume" in f and not any(m["target"] in f["volume"] or m["source"] in f["volume"]
+                                     or os.path.basename(m["source"]) in f["volume"]
+                                     for m in c.data.get("mounts") or []):
+            return False
+        if "network" in f and (c.host.get("NetworkMode") or "bridge").replace("default", "bridge") \
+                not in f["network"]:
+            return False
+        return True
 
     def _image_ref(self, image_id):
         tags = self.images.tags_of(image_id) if self.images.exists(image_id) else []
@@ -269,10 +470,12 @@ class Engine:
         driver = drivers.by_name(c.data["driver"])
         return layers, driver, driver.view(c.path, layers)
 
-    def container_start(self, ref, binds=None):
+    def container_start(self, ref, binds=None, by_policy=False):
         """Start a created or exited container; `binds` (a list or None) replace the saved ones."""
         c = self.containers.get(ref)
         mounts.validate_binds(binds)
+        if not by_policy:
+            self.restarts.cancel(c.id, forget=True)
         with c.lock:
             self.lifecycle.check(c, lc.STARTING)  # before any volume is made for it
             layers, driver, view = self._stack(c)
@@ -281,7 +484,8 @@ class Engine:
                                               self.containers)
             if binds is not None:
                 c.host["Binds"] = binds
-            back_to = self.lifecycle.starting(c)
+            count = (c.state.get("restart_count") or 0) + 1 if by_policy else 0
+            back_to = self.lifecycle.starting(c, restart_count=count)
         output = self.runtime.output(c.id, c.path)
         try:
             plan = plans.build(c, layers, view, driver, self.config.layers_dir)
@@ -297,58 +501,135 @@ class Engine:
                          daemon=True).start()
 
     def _watch(self, c, proc):
-        """The container's monitor: pump its output until it exits, then record the exit."""
+        """The container's monitor: pump its output until it exits, then record
+        the exit, and apply the restart policy or AutoRemove."""
+        started = time.monotonic()
         ex = proc.monitor()
         with c.lock:
+            if ex.oom_killed:
+                self.events.publish("container", "oom", c.id, image=c.config.get("Image"), name=c.name)
             self.lifecycle.exited(c, ex.code, ex.oom_killed)
             self.runtime.release(proc)
+            again = not self.shutting_down and wants_restart(c, ex.code)
+        if again:
+            self.restarts.schedule(c, time.monotonic() - started)
+        elif c.host.get("AutoRemove") and not self.shutting_down:
+            try:
+                self.container_delete(c.id, remove_volumes=True)
+            except errors.PydError as e:
+                log.info("auto-remove of %s: %s", c.short_id, e)
 
-    def _signal(self, c, sig):
-        with c.lock:
-            if not c.running:
-                raise errors.Conflict(f"container {c.short_id} is not running")
-            self._process(c).signal(sig)
-
-    def _stop(self, c, timeout):
-        """SIGTERM, then SIGKILL after `timeout` seconds; returns when it has exited."""
-        with c.lock:
-            if not c.running:
-                raise errors.NotModified(f"container {c.short_id} is not running")
+    def _restart(self, cid):
+        """A restart by policy (engine.restart): quietly skipped if the container
+        went away or someone else started it meanwhile."""
         try:
-            self._signal(c, signals.SIGTERM)
+            self.container_start(cid, by_policy=True)
+        except (errors.NotFound, errors.NotModified, errors.Conflict):
+            pass
+        except Exception as e:
+            log.warning("restart of %s failed: %s", cid[:12], e)
+            c = self.containers.get(cid) if cid else None
+            if c is not None and wants_restart(c, 128):
+                self.restarts.schedule(c, 0)
+
+    def _signal(self, c, sig, event=True):
+        with c.lock:
+            if not c.running:
+                raise errors.Conflict(f"Container {c.id} is not running")
+            self._process(c).signal(sig)
+        if event:
+            self.events.publish("container", "kill", c.id, image=c.config.get("Image"), name=c.name,
+                                signal=str(sig))
+
+    def _manual_stop(self, c):
+        """A user stopped it: no restart by policy until a user starts it (persisted,
+        since unless-stopped honours it across daemon starts)."""
+        cancelled = self.restarts.cancel(c.id, forget=True)
+        self.lifecycle.stopped_by_user(c)
+        return cancelled
+
+    def _stop(self, c, timeout, manual=True):
+        """The stop signal, then SIGKILL after `timeout` seconds; returns when it has exited."""
+        cancelled = self._manual_stop(c) if manual else False
+        with c.lock:
+            if not c.running:
+                if cancelled:
+                    return
+                raise errors.NotModified(f"container {c.short_id} is not running")
+        sig = parse_signal(c.config.get("StopSignal") or "SIGTERM")
+        try:
+            self._signal(c, sig, event=False)
         except errors.Conflict:
             return
         if not self.lifecycle.wait_stopped(c, max(timeout, 0)):
-            self._kill(c, signals.SIGKILL)
+            self._kill(c, signals.SIGKILL, manual=False)
+        self.events.publish("container", "stop", c.id, image=c.config.get("Image"), name=c.name)
 
-    def _kill(self, c, sig):
+    def _kill(self, c, sig, manual=True):
+        if manual and sig in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
+            self._manual_stop(c)
         self._signal(c, sig)
         if sig == signals.SIGKILL:
             self.lifecycle.wait_stopped(c, 30)
 
+    def _default_timeout(self, c, timeout):
+        if timeout is not None:
+            return timeout
+        st = c.config.get("StopTimeout")
+        return 10 if st is None else st
+
     def container_stop(self, ref, timeout=None):
-        self._stop(self.containers.get(ref), 10 if timeout is None else timeout)
+        c = self.containers.get(ref)
+        self._stop(c, self._default_timeout(c, timeout))
 
     def container_restart(self, ref, timeout=None):
         c = self.containers.get(ref)
+        self.restarts.cancel(c.id, forget=True)
         if c.running:
-            self._stop(c, 10 if timeout is None else timeout)
+            self._stop(c, self._default_timeout(c, timeout))
         self.container_start(c.id)
+        self.events.publish("container", "restart", c.id, image=c.config.get("Image"), name=c.name)
 
     def container_kill(self, ref, sig=None):
-        self._kill(self.containers.get(ref), parse_signal(sig))
-
-    def container_wait(self, ref):
         c = self.containers.get(ref)
-        self.lifecycle.wait_stopped(c)
-        return c.state.get("exit_code", 0)
+        n = parse_signal(sig)
+        if not c.running and self.restarts.pending(c.id):
+            self._manual_stop(c)
+            return
+        self._kill(c, n)
+
+    def container_wait(self, ref, condition="not-running"):
+        """Start waiting now; returns wait() -> (exit code, error or None), which
+        blocks until `condition` holds (not-running, next-exit or removed)."""
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise errors.BadParameter(f"invalid condition: {condition!r}")
+        c = self.containers.get(ref)
+        base = c.exits
+
+        def done(c):
+            if condition == "next-exit":
+                return c.exits > base
+            if condition == "removed":
+                return c.status == lc.REMOVED
+            return c.status not in (lc.RUNNING, lc.STARTING, "paused") and not self.restarts.pending(c.id)
+
+        def wait(timeout=None):
+            while not self.lifecycle.wait_for(c, done, timeout=1.0):
+                if timeout is not None:
+                    timeout -= 1.0
+                    if timeout <= 0:
+                        return None
+            err = c.state.get("error") or None
+            return c.state.get("exit_code", 0), err
+        return wait
 
     # -- containers: delete ---------------------------------------------
 
     def container_delete(self, ref, remove_volumes=False, force=False):
         c = self.containers.get(ref)
+        self.restarts.cancel(c.id, forget=True)
         if force and c.running:
-            self._kill(c, signals.SIGKILL)
+            self._kill(c, signals.SIGKILL, manual=False)
         self.lifecycle.removing(c)
         self._remove_files(c, remove_volumes)
 
@@ -360,6 +641,29 @@ class Engine:
         self.runtime.forget(c.id)
         self.lifecycle.removed(c)
         log.info("removed %s", c.short_id)
+
+    def containers_prune(self, filters=None):
+        """Remove every stopped container (matching `filters`: until, label);
+        returns (ids, bytes reclaimed)."""
+        until = _until(filters)
+        ids, reclaimed = [], 0
+        for c in self.containers.all():
+            if c.running or c.status not in (lc.EXITED, lc.CREATED):
+                continue
+            if until is not None and timefmt.iso_to_time(c.data["created"]) >= until:
+                continue
+            if not _labels_ok(c.config.get("Labels"), filters):
+                continue
+            try:
+                layers, driver, _ = self._stack(c)
+                size = driver.size_rw(c.path, layers)
+                self.container_delete(c.id)
+            except errors.PydError:
+                continue
+            ids.append(c.id)
+            reclaimed += size
+        self.events.publish("container", "prune", "", reclaimed=reclaimed)
+        return ids, reclaimed
 
     # -- containers: attach, resize, top ----------------------------------
 
@@ -397,12 +701,141 @@ class Engine:
         c = self.containers.get(ref)
         with c.lock:
             self._process(c).resize(h, w)
+        self._event(c, "resize", height=h, width=w)
 
     def container_top(self, ref):
         c = self.containers.get(ref)
         with c.lock:
             p = self._process(c)
-        return p.processes()
+        out = p.processes()
+        self._event(c, "top")
+        return out
+
+    def _event(self, c, action, **attrs):
+        self.events.publish("container", action, c.id, image=c.config.get("Image") or c.image, name=c.name,
+                            **attrs)
+
+    def container_logs(self, ref, stdout=True, stderr=True, follow=False, tail=None, since=None, until=None):
+        """(tty, generator of (stream, line bytes, ns)); since/until in epoch seconds."""
+        c = self.containers.get(ref)
+        output = self.runtime.output(c.id, c.path)
+        with c.lock:
+            running = c.running or c.status == lc.STARTING
+            gen = logs.select(output, stdout, stderr, follow, tail,
+                              None if since is None else int(since * 1e9),
+                              None if until is None else int(until * 1e9), running)
+        return bool(c.config.get("Tty")), gen
+
+    # -- events ------------------------------------------------------------
+
+    def events_stream(self, since=None, until=None, filters=None):
+        """A generator of engine events: the kept ones from `since`, then live
+        ones until `until` (epoch seconds) or the client leaves. A listener
+        that falls behind is dropped (events.Overflow ends the generator)."""
+        match = _event_matcher(filters or {}, self)
+        now = time.time()
+        live = until is None or until > now
+        sub = self.events.subscribe(since=since, until=until, match=match, live=live)
+
+        def gen():
+            try:
+                while True:
+                    ev = sub.get(timeout=1.0)
+                    if ev is None:
+                        if sub.closed:
+                            return
+                        if until is not None and time.time() > until:
+                            return
+                        yield None  # a tick: lets the stream notice a client that left
+                        continue
+                    if until is not None and ev.time > until:
+                        return
+                    yield ev
+            except Overflow:
+                log.info("events listener too slow: dropped")
+            finally:
+                sub.close()
+        return gen()
+
+    # -- volumes -----------------------------------------------------------
+
+    def _volume_users(self):
+        """{volume path: [container ids]}."""
+        users = {}
+        for c in self.containers.all():
+            for m in c.data.get("mounts") or []:
+                users.setdefault(m["source"], []).append(c.id)
+        return users
+
+    def volume_create(self, name=None, labels=None, driver=None, options=None):
+        if driver not in (None, "", "local"):
+            raise errors.NotFound(f"error looking up volume plugin {driver}: plugin \"{driver}\" not found")
+        if options:
+            raise errors.BadParameter("pyd's local volumes take no driver options")
+        if labels is not None and not (isinstance(labels, dict) and all(isinstance(v, str) for v in labels.values())):
+            raise errors.BadParameter("Labels must be an object of string values")
+        existed = bool(name) and os.path.isdir(self.volumes.path(name))
+        path = self.volumes.create(name or None, labels)
+        v = self.volumes.get(os.path.basename(path))
+        if not existed:
+            self.events.publish("volume", "create", v["name"], driver="local")
+        return v
+
+    def volume_inspect(self, name):
+        return self.volumes.get(name)
+
+    def volume_list(self, filters=None, usage=False):
+        f = filters or {}
+        users = self._volume_users()
+        dangling = flt.check_bool("dangling", f["dangling"]) if "dangling" in f else None
+        out = []
+        for v in self.volumes.all():
+            refs = len(users.get(v["path"], []))
+            if dangling is not None and (refs == 0) != dangling:
+                continue
+            if "name" in f and not any(n in v["name"] for n in f["name"]):
+                continue
+            if "driver" in f and "local" not in f["driver"]:
+                continue
+            if "label" in f and not flt.labels_match(v["labels"], f["label"]):
+                continue
+            if usage:
+                v = dict(v, refs=refs, size=du(v["path"]))
+            out.append(v)
+        return out
+
+    def volume_delete(self, name, force=False):
+        v = self.volumes.get(name)
+        users = self._volume_users().get(v["path"])
+        if users:
+            raise errors.Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
+        self.volumes.remove(v["path"])
+        self.events.publish("volume", "destroy", name, driver="local")
+
+    def volumes_prune(self, filters=None):
+        names, reclaimed = [], 0
+        for v in self.volume_list(dict(filters or {}, dangling=["true"])):
+            if not _labels_ok(v["labels"], filters):
+                continue
+            size = du(v["path"])
+            try:
+                self.volume_delete(v["name"])
+            except errors.PydError:
+                continue
+            names.append(v["name"])
+            reclaimed += size
+        return names, reclaimed
+
+    def disk_usage(self):
+        """The facts of /system/df."""
+        image_containers = {}
+        for c in self.containers.all():
+            image_containers["sha256:" + c.image] = image_containers.get("sha256:" + c.image, 0) + 1
+        return {"layers_size": sum(self.layers.size(d) for d in self.layers.ids()),
+                "images": self.image_list(all_=True),
+                "image_containers": image_containers,
+                "containers": self.container_list(all_=True, size=True),
+                "volumes": self.volume_list(usage=True)}
 
     # -- containers: filesystem -------------------------------------------
 
@@ -417,14 +850,20 @@ class Engine:
         c = self.containers.get(ref)
         return fsops.export(self._stack(c)[2])
 
-    def commit(self, ref, repo, tag, comment, author, body):
-        """Commit a container's changes as a new image; returns its id."""
+    def commit(self, ref, repo, tag, comment, author, body, changes=None, pause=False):
+        """Commit a container's changes as a new image; returns its id.
+        `changes`: Dockerfile-style lines laid over the config (after `body`)."""
         c = self.containers.get(ref)
         if repo:
             repo, tag = parse_repo_tag(repo, tag)
+        if changes:
+            base = createconfig.join(c.config, c.host)
+            if body:
+                base.update({k: v for k, v in body.items() if v not in (None, "", [], {})})
+            body = dockerfile_changes.apply(base, changes)
         layers, driver, _ = self._stack(c)
         img = fsops.commit(self.images, c, layers, driver, body, comment, author, self.config.tmp_dir)
-        self.events.publish("container", "commit", c.id, image=img.id)
+        self._event(c, "commit", comment=comment, imageID="sha256:" + img.id)
         if repo:
             self._tag(img.id, repo, tag, force=True)
         log.info("committed %s as image %s", c.short_id, short(img.id))
@@ -445,3 +884,57 @@ def parse_signal(sig):
     if not 0 < int(n) < 65:
         raise errors.BadParameter(f"invalid signal {sig!r}")
     return int(n)
+
+
+def _until(filters):
+    values = (filters or {}).get("until")
+    if not values:
+        return None
+    try:
+        return timefmt.parse_time(values[-1])
+    except ValueError as e:
+        raise errors.BadParameter(f"invalid filter 'until={values[-1]}': {e}") from e
+
+
+def _labels_ok(labels, filters):
+    f = filters or {}
+    if "label" in f and not flt.labels_match(labels, f["label"]):
+        return False
+    if "label!" in f and any(flt.labels_match(labels, [w]) for w in f["label!"]):
+        return False
+    return True
+
+
+def _event_matcher(f, engine):
+    """filters -> match(Event) (type, event, container, image, label, volume, network, daemon, scope)."""
+    if not f:
+        return None
+    containers = set(f.get("container") or [])
+    images = set(f.get("image") or [])
+
+    def match(ev):
+        a = ev.attributes
+        if "type" in f and ev.type not in f["type"]:
+            return False
+        if "event" in f and not any(ev.action == e or ev.action.startswith(e + ":") for e in f["event"]):
+            return False
+        if containers and not (ev.type == "container" and
+                               any(ev.id.startswith(x) or a.get("name") == x.lstrip("/") for x in containers)):
+            return False
+        if images:
+            names = {a.get("image"), a.get("name"), ev.id if ev.type == "image" else None}
+            names |= {n.split(":")[0] for n in names if n and ":" in n and not n.startswith("sha256")}
+            if not any(i in names or (ev.type == "image" and ev.id.startswith(i)) for i in images):
+                return False
+        if "label" in f and not flt.labels_match(a, f["label"]):
+            return False
+        if "volume" in f and not (ev.type == "volume" and ev.id in f["volume"]):
+            return False
+        if "network" in f and not (ev.type == "network" and ev.id in f["network"]):
+            return False
+        if "scope" in f and "local" not in f["scope"]:
+            return False
+        if "daemon" in f and not (ev.type == "daemon"):
+            return False
+        return True
+    return match

@@ -58,8 +58,9 @@ def image_config(parent, diff_id, run_config, container="", container_config=Non
     return cfg
 
 
-def import_tar(images, tmp_dir, fileobj, total, progress, comment=""):
-    """A tar (any compression) as a new base image; returns the Image."""
+def import_tar(images, tmp_dir, fileobj, total, progress, comment="", run_config=None):
+    """A tar (any compression) as a new base image; returns the Image.
+    `run_config`: the image's config (from import's changes), or none."""
     work = new_work_dir(tmp_dir, "import")
     try:
         layer = os.path.join(work, "layer")
@@ -70,7 +71,7 @@ def import_tar(images, tmp_dir, fileobj, total, progress, comment=""):
             raise errors.BadParameter(f"invalid tar: {e}") from e
         return images.create_with_layer(
             layer, result.digest, result.size,
-            lambda d: image_config(None, d, None, comment=comment, created_by="import"))
+            lambda d: image_config(None, d, run_config, comment=comment, created_by="import"))
     finally:
         tarsafe.remove_tree(work)
 

@@ -42,8 +42,8 @@ TRANSITIONS = {
 DURABLE = {CREATED, EXITED}
 
 # The event each arrival publishes (Docker's action names where Docker has one).
-ACTIONS = {CREATED: "create", STARTING: "starting", RUNNING: "start", EXITED: "die",
-           REMOVING: "removing", REMOVED: "destroy"}
+ACTIONS = {CREATED: "create", STARTING: None, RUNNING: "start", EXITED: "die",
+           REMOVING: None, REMOVED: "destroy"}
 
 
 def new_state():
@@ -74,13 +74,17 @@ class Lifecycle:
             if new not in TRANSITIONS[old]:
                 raise refuse(c, old, new)
             c.state.update(state, status=new)
+            if new == EXITED:
+                c.exits += 1
             if persist:
                 self.store.save(c, durable=new in DURABLE)
             c.changed.notify_all()
-        attrs = {"from": old}
-        if new == EXITED:
-            attrs["exitCode"] = c.state["exit_code"]
-        self.bus.publish("container", ACTIONS[new], c.id, **attrs)
+        if ACTIONS[new]:
+            attrs = {"image": c.config.get("Image") or c.image, "name": c.name}
+            attrs.update(c.config.get("Labels") or {})
+            if new == EXITED:
+                attrs["exitCode"] = c.state["exit_code"]
+            self.bus.publish("container", ACTIONS[new], c.id, **attrs)
         return old
 
     def check(self, c, new):
@@ -95,11 +99,23 @@ class Lifecycle:
         with c.lock:
             c.data["state"] = new_state()
             self.store.save(c)
-        self.bus.publish("container", ACTIONS[CREATED], c.id, image=c.image)
+        self.bus.publish("container", ACTIONS[CREATED], c.id, image=c.config.get("Image") or c.image,
+                         name=c.name, **(c.config.get("Labels") or {}))
 
-    def starting(self, c):
-        """Returns the state to go back to if the start fails."""
-        return self._move(c, STARTING)
+    def starting(self, c, restart_count=0):
+        """Returns the state to go back to if the start fails. A start clears a
+        user's stop (engine.restart); `restart_count` counts starts by policy."""
+        return self._move(c, STARTING, restart_count=restart_count, stopped_by_user=False)
+
+    def stopped_by_user(self, c):
+        """Record that a user stopped or killed `c`, for its restart policy. Not a
+        move: persisted at once only when no exit will persist it."""
+        with c.lock:
+            if c.state.get("stopped_by_user"):
+                return
+            c.state["stopped_by_user"] = True
+            if c.status not in (RUNNING, STARTING, "paused"):
+                self.store.save(c)
 
     def start_failed(self, c, back_to, error):
         self._move(c, back_to, error=error)
@@ -122,4 +138,9 @@ class Lifecycle:
 
     def wait_stopped(self, c, timeout=None):
         with c.lock:
-            return c.changed.wait_for(lambda: c.status not in (RUNNING, STARTING), timeout)
+            return c.changed.wait_for(lambda: c.status not in (RUNNING, STARTING, "paused"), timeout)
+
+    def wait_for(self, c, pred, timeout=None):
+        """Block until pred(c) holds (checked at each move of `c`)."""
+        with c.lock:
+            return c.changed.wait_for(lambda: pred(c), timeout)

@@ -13,12 +13,14 @@ target inside the container's root (never through a symlink out of it).
 
 import os
 import posixpath
+import re
 import stat
 
 from .. import errors
 from ..fs import layerfs
 
 FORBIDDEN_PREFIXES = ("/proc", "/sys")
+VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
 def clean_target(path, what="volume"):
@@ -36,7 +38,8 @@ def clean_target(path, what="volume"):
 
 
 def parse_bind(spec):
-    """'/host:/ctr[:ro|rw]' -> (host, ctr, writable)."""
+    """'/host:/ctr[:ro|rw]' -> (host, ctr, writable); 'name:/ctr[:mode]' ->
+    (name, ctr, writable) for a named volume (made at start if missing)."""
     if not isinstance(spec, str):
         raise errors.BadParameter(f"invalid bind {spec!r}: expected a string /host:/container[:ro|rw]")
     parts = spec.split(":")
@@ -49,8 +52,54 @@ def parse_bind(spec):
     if mode not in ("ro", "rw"):
         raise errors.BadParameter(f"invalid bind {spec!r}: mode must be ro or rw, not {mode!r}")
     if not host.startswith("/"):
-        raise errors.BadParameter(f"invalid bind {spec!r}: the host path {host!r} must be absolute")
+        if not VOLUME_NAME_RE.match(host):
+            raise errors.BadParameter(f"invalid bind {spec!r}: {host!r} is neither an absolute host path "
+                                      "nor a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)")
+        return host, clean_target(ctr, "bind"), mode == "rw"
     return posixpath.normpath(host), clean_target(ctr, "bind"), mode == "rw"
+
+
+MOUNT_TYPES = ("bind", "volume", "tmpfs")
+
+
+def check_mounts(items):
+    """HostConfig.Mounts, checked: [{Type, Source, Target, ReadOnly, ...}] with
+    clean targets; None when not given."""
+    if items is None:
+        return None
+    if not isinstance(items, list) or not all(isinstance(m, dict) for m in items):
+        raise errors.BadParameter("Mounts must be a list of objects")
+    out, seen = [], set()
+    for m in items:
+        kind = m.get("Type") or ""
+        if kind not in MOUNT_TYPES:
+            raise errors.BadParameter(f"mount type unknown: {kind!r} (pyd supports bind, volume and tmpfs)")
+        target = clean_target(m.get("Target"), kind)
+        if target in seen:
+            raise errors.BadParameter(f"Duplicate mount point: {target}")
+        seen.add(target)
+        src = m.get("Source") or ""
+        if not isinstance(src, str):
+            raise errors.BadParameter("Mount Source must be a string")
+        if kind == "bind":
+            if not src.startswith("/"):
+                raise errors.BadParameter(f"invalid mount config for type \"bind\": invalid mount path: "
+                                          f"'{src}' mount path must be absolute")
+            if not os.path.exists(src):
+                raise errors.BadParameter(f"invalid mount config for type \"bind\": bind source path does "
+                                          f"not exist: {src}")
+            src = posixpath.normpath(src)
+        elif kind == "volume" and src and not VOLUME_NAME_RE.match(src):
+            raise errors.BadParameter(f"invalid mount config for type \"volume\": invalid volume name {src!r}")
+        elif kind == "tmpfs" and src:
+            raise errors.BadParameter("invalid mount config for type \"tmpfs\": Source must not be specified")
+        opts = m.get("TmpfsOptions") or {}
+        if not isinstance(opts, dict):
+            raise errors.BadParameter("TmpfsOptions must be an object")
+        out.append({"Type": kind, "Source": src, "Target": target, "ReadOnly": bool(m.get("ReadOnly")),
+                    **({"TmpfsOptions": {k: opts[k] for k in ("SizeBytes", "Mode") if k in opts}}
+                       if kind == "tmpfs" else {})})
+    return out
 
 
 def validate_binds(binds):
@@ -100,10 +149,29 @@ def prepare(c, view, volumes, layers, binds, containers):
         check_resolved(view, ctr, "bind")
     for c_path in (c.config.get("Volumes") or {}):
         check_resolved(view, clean_target(c_path), "volume")
+    for m in c.host.get("Mounts") or []:
+        if m["Type"] != "tmpfs":
+            check_resolved(view, m["Target"], m["Type"])
     for host, ctr, writable in parsed:
-        if not os.path.exists(host):
-            os.makedirs(host, 0o755)
-        out[ctr] = {"target": ctr, "source": host, "rw": writable, "kind": "bind"}
+        if host.startswith("/"):
+            if not os.path.exists(host):
+                os.makedirs(host, 0o755)
+            out[ctr] = {"target": ctr, "source": host, "rw": writable, "kind": "bind"}
+        else:
+            out[ctr] = _named(volumes, host, ctr, writable, layers)
+        bound.add(ctr)
+    for m in c.host.get("Mounts") or []:
+        ctr, writable = m["Target"], not m["ReadOnly"]
+        if m["Type"] == "bind":
+            out[ctr] = {"target": ctr, "source": m["Source"], "rw": writable, "kind": "bind"}
+        elif m["Type"] == "volume":
+            old_src = volumes_of(c.data).get(ctr, ("", True))[0]
+            if not m["Source"] and old_src and volumes.owns(old_src):
+                out[ctr] = {"target": ctr, "source": old_src, "rw": writable, "kind": "volume"}
+            else:
+                out[ctr] = _named(volumes, m["Source"] or None, ctr, writable, layers)
+        else:
+            continue  # tmpfs: made by the shim from the launch plan
         bound.add(ctr)
     src_ref = c.host.get("VolumesFrom") or ""
     old = volumes_of(c.data)
@@ -139,14 +207,24 @@ def prepare(c, view, volumes, layers, binds, containers):
     return [out[p] for p in sorted(out, key=lambda p: p.count("/"))]
 
 
+def _named(volumes, name, target, writable, layers):
+    """A named volume (made and seeded from the image when new), or a new anonymous one."""
+    fresh = not name or not os.path.isdir(volumes.path(name))
+    host = volumes.create(name)
+    if fresh:
+        _seed(host, layers, target)
+    return {"target": target, "source": host, "rw": writable, "kind": "volume"}
+
+
 def launch_mounts(mounts):
     """[(host, target, readonly)] for the launch plan, parents before children."""
     return [(m["source"], m["target"], not m["rw"]) for m in mounts]
 
 
 def remove_owned(c, volumes, others):
-    """Delete the volumes this container created, unless another container uses them."""
+    """Delete the anonymous volumes of this container, unless another container
+    uses them; named volumes stay, as in Docker."""
     in_use = {h for o in others if o.id != c.id for h, _ in volumes_of(o.data).values()}
     for host, _ in volumes_of(c.data).values():
-        if volumes.owns(host) and host not in in_use:
+        if volumes.owns(host) and volumes.anonymous(host) and host not in in_use:
             volumes.remove(host)

@@ -13,6 +13,8 @@ class ContainerView:
     image_ref: str = ""         # first repo:tag of its image, or "" when untagged
     size_rw: Optional[int] = None
     size_rootfs: Optional[int] = None
+    restarting: bool = False    # exited, and its restart policy will start it again
+    exec_ids: List[str] = field(default_factory=list)
 
     @property
     def id(self):

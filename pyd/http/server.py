@@ -52,7 +52,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass  # one line per request is logged by _dispatch, with timing
 
     def extra_headers(self):
-        hdrs = [("API-Version", self.server.app.api.advertised)]
+        hdrs = [("API-Version", self.server.app.api.advertised), ("Docker-Experimental", "false"),
+                ("OSType", "linux")]
         if self.server.app.config.cors:
             hdrs += [
                 ("Access-Control-Allow-Origin", "*"),
@@ -176,7 +177,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if self.command == "OPTIONS" and app.config.cors:
                 result = Reply(200)
             else:
-                route, params = app.api.match(self.command, path)
+                route, params = app.api.match(self.command, path, surface)
                 query = parse_qs(qs, keep_blank_values=True)
                 req = Request(self, self.command, path, query, params, version, surface)
                 result = route(req)
@@ -196,6 +197,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 except OSError:
                     pass
             else:
+                surface = getattr(e, "surface", surface)
                 status = status_for(e)
                 message = str(e) if isinstance(e, (errors.PydError, OSError)) else f"internal error: {type(e).__name__}: {e}"
                 ctype, body = surface.error_body(message)

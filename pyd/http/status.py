@@ -9,6 +9,7 @@ _STATUS = [
     (errors.NotModified, 304),
     (errors.Impossible, 406),
     (errors.Unauthorized, 401),
+    (errors.Forbidden, 403),
     (errors.TooLarge, 413),
     (errors.Unavailable, 503),
 ]

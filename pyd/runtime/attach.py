@@ -64,7 +64,7 @@ def run(conn, name, replay, sub, stdin, tty, framed, error_format):
 
     stdin_thread = None
     try:
-        for s, data in replay:
+        for s, data, _ in replay:
             send(s, data)
         if stdin is not None:
             stdin_thread = threading.Thread(target=_copy_stdin, name=f"stdin-{name}",
@@ -74,7 +74,7 @@ def run(conn, name, replay, sub, stdin, tty, framed, error_format):
             item = sub.get(timeout=POLL)
             if item is None or ended.is_set():
                 break
-            s, data = item
+            s, data, _ = item
             if s == "timeout":
                 if stdin is None and conn.gone():
                     break

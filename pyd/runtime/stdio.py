@@ -1,10 +1,13 @@
 """A container's output: captured from the first byte into a bounded log on
 disk, and fanned out to any number of attached clients.
 
-Log format: records of an 8-byte header (stream, 0, 0, 0, big-endian uint32
-length) and the bytes, the same framing the modern API sends. The log is
-bounded: past half the limit the current file becomes output.log.1 (the
-previous .1 is dropped), so at most `limit` bytes are kept.
+Log format (stdio.log): records of a 16-byte header (stream, 0, 0, 0,
+big-endian uint32 length, big-endian uint64 nanoseconds since the epoch
+when the daemon read the bytes) and the bytes; the time serves `logs
+--since/--until/--timestamps`. The log is bounded: past half the limit the
+current file becomes stdio.log.1 (the previous .1 is dropped), so at most
+`limit` bytes are kept. Logs of 0.2.0 and before (output.log, 8-byte
+headers without a time) are still replayed, first, with their file's mtime.
 
 Slow clients: each subscriber has a bounded queue. The pump never blocks on a
 client; when a client falls more than `max_pending` bytes behind it is
@@ -16,9 +19,12 @@ import collections
 import os
 import struct
 import threading
+import time
 
 STDIN, STDOUT, STDERR = 0, 1, 2
-_HEAD = struct.Struct(">BxxxI")
+_HEAD = struct.Struct(">BxxxIQ")
+_OLD_HEAD = struct.Struct(">BxxxI")
+LOG, OLD_LOG = "stdio.log", "output.log"
 DEFAULT_MAX_PENDING = 4 << 20
 
 
@@ -37,7 +43,7 @@ class Subscriber:
         self._closed = False
         self.dropped = False
 
-    def push(self, stream, data):
+    def push(self, stream, data, ns=0):
         """Called by the pump; never blocks."""
         if stream not in self.streams:
             return
@@ -49,7 +55,7 @@ class Subscriber:
                 self.dropped, self._closed = True, True
                 self._q.clear()
             else:
-                self._q.append((stream, data))
+                self._q.append((stream, data, ns))
                 self._pending += len(data)
             self._cond.notify()
         if dropping and self.on_drop:
@@ -61,24 +67,25 @@ class Subscriber:
             self._cond.notify()
 
     def get(self, timeout=None):
-        """Next (stream, bytes); None at the end of output. Raises Dropped."""
+        """Next (stream, bytes, ns); None at the end of output. Raises Dropped."""
         with self._cond:
             while not self._q and not self._closed:
                 if not self._cond.wait(timeout):
-                    return ("timeout", b"")
+                    return ("timeout", b"", 0)
             if self.dropped:
                 raise Dropped()
             if not self._q:
                 return None
-            stream, data = self._q.popleft()
-            self._pending -= len(data)
-            return stream, data
+            item = self._q.popleft()
+            self._pending -= len(item[1])
+            return item
 
 
 class Output:
     def __init__(self, directory, limit):
-        self.path = os.path.join(directory, "output.log")
+        self.path = os.path.join(directory, LOG)
         self.old_path = self.path + ".1"
+        self.legacy = [os.path.join(directory, OLD_LOG + ".1"), os.path.join(directory, OLD_LOG)]
         self.limit = max(limit, 1024)
         self._lock = threading.Lock()
         self._subs = []
@@ -94,6 +101,7 @@ class Output:
             self.ended = False
 
     def write(self, stream, data):
+        ns = time.time_ns()
         with self._lock:
             if self._f is not None:
                 if self._size >= self.limit // 2:
@@ -101,12 +109,12 @@ class Output:
                     os.replace(self.path, self.old_path)
                     self._f = open(self.path, "ab", buffering=0)
                     self._size = 0
-                rec = _HEAD.pack(stream, len(data)) + data
+                rec = _HEAD.pack(stream, len(data), ns) + data
                 self._f.write(rec)
                 self._size += len(rec)
             subs = list(self._subs)
         for s in subs:
-            s.push(stream, data)
+            s.push(stream, data, ns)
 
     def end(self):
         """No more output in this run: every subscriber reaches its end."""
@@ -128,12 +136,14 @@ class Output:
         with self._lock:
             # Open the files now: a rotation after we let go must not change what we replay.
             marks = []
-            for p in (self.old_path, self.path) if logs else ():
+            for p in self.legacy + [self.old_path, self.path] if logs else ():
                 try:
                     f = open(p, "rb")
                 except FileNotFoundError:
                     continue
-                marks.append((f, os.fstat(f.fileno()).st_size))
+                st = os.fstat(f.fileno())
+                old = p in self.legacy
+                marks.append((f, st.st_size, _OLD_HEAD if old else _HEAD, st.st_mtime_ns if old else None))
             sub = None
             if stream:
                 sub = Subscriber(streams, max_pending, on_drop)
@@ -154,19 +164,20 @@ class Output:
 
 
 def _replay(marks, streams):
-    for f, size in marks:
+    """(stream, bytes, ns) of each kept record, oldest first."""
+    for f, size, head_fmt, mtime_ns in marks:
         with f:
             left = size
-            while left >= _HEAD.size:
-                head = f.read(_HEAD.size)
-                if len(head) < _HEAD.size:
+            while left >= head_fmt.size:
+                head = f.read(head_fmt.size)
+                if len(head) < head_fmt.size:
                     break
-                stream, n = _HEAD.unpack(head)
+                stream, n, *ns = head_fmt.unpack(head)
                 data = f.read(n)
-                left -= _HEAD.size + len(data)
+                left -= head_fmt.size + len(data)
                 if stream in streams:
-                    yield stream, data
-    for f, _ in marks:
+                    yield stream, data, ns[0] if ns else mtime_ns
+    for f, *_ in marks:
         f.close()  # when the caller stopped early
 
 

@@ -2,7 +2,7 @@
 
 On disk: containers/<id>/container.json (docs/storage.md has the schema),
 written atomically, beside the container's own files (upper/, work/,
-rootfs/, hostname, hosts, resolv.conf, output.log). A corrupt record costs
+rootfs/, hostname, hosts, resolv.conf, stdio.log). A corrupt record costs
 that one container, never the daemon.
 
 The store keeps records only: what a container is, not what it is doing
@@ -12,6 +12,7 @@ projects them). Only engine.lifecycle changes a record's state.
 
 import logging
 import os
+import re
 import secrets
 import threading
 
@@ -24,8 +25,18 @@ log = logging.getLogger(__name__)
 RECORD = "container.json"
 
 # The fields of a container's config that belong to the host it runs on;
-# a record keeps them apart, in "host" (docs/storage.md).
-HOST_FIELDS = ("Memory", "MemorySwap", "Dns", "VolumesFrom")
+# a record keeps them apart, in "host" (docs/storage.md). The first four
+# are v1.3's; the rest are Engine API 1.41 HostConfig fields. Records
+# written before a field existed lack it: readers use .get().
+HOST_FIELDS = ("Memory", "MemorySwap", "Dns", "VolumesFrom",
+               "Binds", "Mounts", "AutoRemove", "RestartPolicy", "NetworkMode", "ExtraHosts",
+               "Privileged", "CapAdd", "CapDrop", "ReadonlyRootfs", "Init", "PidsLimit",
+               "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "Tmpfs", "PortBindings",
+               "PublishAllPorts", "DnsSearch", "DnsOptions", "ShmSize")
+
+LEGACY_HOST_FIELDS = HOST_FIELDS[:4]
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
 class Container:
@@ -37,6 +48,7 @@ class Container:
         self.path = path          # containers/<id>
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
+        self.exits = 0            # exits seen by this daemon: live, for wait?condition=next-exit
 
     @property
     def id(self):
@@ -67,8 +79,13 @@ class Container:
         return self.data["image"]
 
     @property
+    def name(self):
+        return self.data.get("name") or ""
+
+    @property
     def running(self):
-        return self.status == "running"
+        """True while it has a process, paused or not."""
+        return self.status in ("running", "paused")
 
     def file(self, *names):
         return os.path.join(self.path, *names)
@@ -86,6 +103,7 @@ class ContainerStore:
         self.dir = config.containers_dir
         self._lock = threading.RLock()
         self._by_id = {}
+        self._names = {}  # name (no slash) -> id; a name is taken by create, before the record exists
 
     def load(self):
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
@@ -106,6 +124,13 @@ class ContainerStore:
             c = Container(data, path)
             with self._lock:
                 self._by_id[c.id] = c
+                if c.name:
+                    if c.name in self._names:
+                        log.warning("container %s: name %r is taken by %s; cleared", c.short_id,
+                                    c.name, self._names[c.name][:12])
+                        data["name"] = ""
+                    else:
+                        self._names[c.name] = c.id
             loaded.append(c)
         return loaded
 
@@ -129,6 +154,41 @@ class ContainerStore:
         remove_tree(c.path)
         with self._lock:
             self._by_id.pop(c.id, None)
+            if self._names.get(c.name) == c.id:
+                del self._names[c.name]
+
+    # -- names -----------------------------------------------------------
+
+    def reserve_name(self, name, cid):
+        """Take `name` for container `cid` (a new one, or a rename); Conflict if taken."""
+        with self._lock:
+            owner = self._names.get(name)
+            if owner is not None and owner != cid:
+                raise errors.Conflict(
+                    f'Conflict. The container name "/{name}" is already in use by container "{owner}". '
+                    "You have to remove (or rename) that container to be able to reuse that name.")
+            self._names[name] = cid
+
+    def release_name(self, name, cid):
+        with self._lock:
+            if self._names.get(name) == cid:
+                del self._names[name]
+
+    def rename(self, c, new):
+        """Give `c` the name `new` (already checked by check_name), durably."""
+        with self._lock, c.lock:
+            old = c.name
+            self.reserve_name(new, c.id)
+            c.data["name"] = new
+            try:
+                self.save(c)
+            except BaseException:
+                c.data["name"] = old
+                self.release_name(new, c.id)
+                raise
+            if old and old != new:
+                self.release_name(old, c.id)
+        return old
 
     def all(self):
         """Newest first."""
@@ -141,11 +201,14 @@ class ContainerStore:
             return len(self._by_id)
 
     def get(self, ref):
-        """By full id, then unique prefix."""
+        """By exact name (with or without its slash), then full id, then unique prefix."""
         if not ref:
             raise errors.NotFound("No such container: (empty id)")
         with self._lock:
-            c = self._by_id.get(ref)
+            cid = self._names.get(ref[1:] if ref.startswith("/") else ref)
+            c = self._by_id.get(cid) if cid else None
+            if c is None:
+                c = self._by_id.get(ref)
             if c:
                 return c
             hits = [c for cid, c in self._by_id.items() if cid.startswith(ref)]
@@ -156,8 +219,16 @@ class ContainerStore:
         raise errors.NotFound(f"No such container: {ref}")
 
     def using_image(self, image_id):
+        """(id, running) of a container made from the image (a running one first), or None."""
         with self._lock:
-            for c in self._by_id.values():
-                if c.image == image_id:
-                    return c.id
-        return None
+            users = [c for c in self._by_id.values() if c.image == image_id]
+        users.sort(key=lambda c: not c.running)
+        return (users[0].id, users[0].running) if users else None
+
+
+def check_name(name):
+    """A client-given name, without its leading slash; BadParameter if unusable."""
+    bare = name[1:] if name.startswith("/") else name
+    if not NAME_RE.match(bare):
+        raise errors.BadParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    return bare

@@ -274,10 +274,13 @@ class ImageStore:
 
     # -- deleting ----------------------------------------------------------
 
-    def delete(self, name, in_use=lambda image_id: None):
-        """Untag and delete per Docker's rules. `in_use(id)` returns the id of a
-        container using the image, or None. Returns what happened, in order:
-        [("untagged", id, "repo:tag") | ("deleted", id, "")]."""
+    def delete(self, name, in_use=lambda image_id: None, force=False, prune=True):
+        """Untag and delete per Docker's rules. `in_use(id)` returns (container
+        id, running) of a container using the image, or None. With `force`, an
+        image tagged in several repositories loses all its tags, and one in use
+        by a container is only untagged (the container still needs its layers).
+        Without `prune`, untagged parents are kept. Returns what happened, in
+        order: [("untagged", id, "repo:tag") | ("deleted", id, "")]."""
         out = []
         with self._lock:
             image_id = self.resolve(name).id
@@ -286,8 +289,8 @@ class ImageStore:
             by_tag = self._repos.get(repo, {}).get(tag) == image_id and not image_id.startswith(name)
             if by_tag:
                 tags_left = [t for t in self.tags_of(image_id) if t != (repo, tag)]
-                if not tags_left:
-                    self._check_deletable(image_id, in_use)
+                if not tags_left and not force:
+                    self._check_deletable(image_id, in_use, name)
                 self._untag(repo, tag)
                 self._save_repos()
                 out.append(("untagged", image_id, f"{repo}:{tag}"))
@@ -295,37 +298,43 @@ class ImageStore:
                     return out
             else:
                 tags = self.tags_of(image_id)
-                if len({r for r, _ in tags}) > 1:
+                if len({r for r, _ in tags}) > 1 and not force:
                     raise errors.Conflict(
-                        f"image {short(image_id)} is tagged in several repositories "
-                        f"({', '.join(sorted({r for r, _ in tags}))}); delete it by name")
-                self._check_deletable(image_id, in_use)
-                if self.children(image_id):
-                    raise errors.Conflict(f"image {short(image_id)} has children images; delete them first")
+                        f"conflict: unable to delete {short(image_id)} (must be forced) - image is referenced "
+                        f"in multiple repositories ({', '.join(sorted({r for r, _ in tags}))})")
+                user = in_use(image_id)
+                if user and user[1]:
+                    raise errors.Conflict(f"conflict: unable to delete {short(image_id)} (cannot be forced) - "
+                                          f"image is being used by running container {short(user[0])}")
+                if not force:
+                    self._check_deletable(image_id, in_use, name)
+                if self.children(image_id) and not tags:
+                    raise errors.Conflict(f"conflict: unable to delete {short(image_id)} (cannot be forced) - "
+                                          "image has dependent child images")
                 for r, t in tags:
                     self._untag(r, t)
                     out.append(("untagged", image_id, f"{r}:{t}"))
                 if tags:
                     self._save_repos()
-            if self.children(image_id):
-                if by_tag:
-                    return out
-                raise errors.Conflict(f"image {short(image_id)} has children images; delete them first")
+            if self.children(image_id) or in_use(image_id):
+                return out
             # Delete it, then prune untagged parents left without children.
             while image_id:
                 parent = self._images[image_id].parent
                 self._remove(image_id)
                 out.append(("deleted", image_id, ""))
-                if not parent or self.tags_of(parent) or self.children(parent) or in_use(parent):
+                if not prune or not parent or self.tags_of(parent) or self.children(parent) or in_use(parent):
                     break
                 image_id = parent
         self.collect()
         return out
 
-    def _check_deletable(self, image_id, in_use):
+    def _check_deletable(self, image_id, in_use, name):
         user = in_use(image_id)
         if user:
-            raise errors.Conflict(f"image {short(image_id)} is in use by container {user[:12]}; remove the container first")
+            state = "running" if user[1] else "stopped"
+            raise errors.Conflict(f"conflict: unable to delete {name} ({'cannot' if user[1] else 'must'} be forced)"
+                                  f" - image is being used by {state} container {short(user[0])}")
 
     def _remove(self, image_id):
         atomic.unlink_quiet(os.path.join(self.dir, check_id(image_id) + ".json"))

@@ -545,7 +545,7 @@ def test_slow_client_is_dropped_and_memory_bounded(daemon, api, busybox):
     assert got["n"] > 0 and got["eof"]
     # the log on disk is bounded (16 MiB, kept in two halves)
     cdir = os.path.join(daemon.root, "containers", cid)
-    kept = sum(os.path.getsize(os.path.join(cdir, f)) for f in os.listdir(cdir) if f.startswith("output.log"))
+    kept = sum(os.path.getsize(os.path.join(cdir, f)) for f in os.listdir(cdir) if f.startswith("stdio.log"))
     assert 0 < kept <= (16 << 20) + (1 << 20), kept
     # the slow client, once it does read, gets what was in flight and then EOF: it was dropped
     body, eof = slow.read_to_eof(30)
@@ -664,7 +664,7 @@ def test_error_after_hijack_is_written_into_the_stream(daemon, api, busybox):
     """Once the 200 head is out, a failure travels as `Error: ...\\n` in the stream."""
     code, _, cid = api.run(["echo", "hidden"])
     assert code == 0
-    broken = os.path.join(daemon.root, "containers", cid, "output.log.1")
+    broken = os.path.join(daemon.root, "containers", cid, "stdio.log.1")
     os.mkdir(broken)  # the rotated half of the log cannot be read now
     try:
         a = attach(daemon, cid, "logs=1&stream=0&stdout=1")

@@ -37,7 +37,7 @@ def test_parse_host_refuses(spec):
 
 def test_version_split_and_surfaces():
     assert versions.split("/v1.3/containers/json") == ((1, 3), "/containers/json")
-    assert versions.split("/containers/json") == (versions.DEFAULT, "/containers/json")
+    assert versions.split("/containers/json") == (None, "/containers/json")
     assert versions.surface_for((1, 0)).name == "legacy"
     with pytest.raises(errors.BadParameter, match="too new"):
         versions.surface_for((1, 50))
@@ -97,7 +97,8 @@ def test_state_machine_refuses_illegal_moves(tmp_path):
     store, bus = _Records(), Bus()
     sub = bus.subscribe()
     life = lc.Lifecycle(store, bus)
-    c = Container({"id": "a" * 64, "image": "b" * 64, "state": lc.new_state()}, str(tmp_path))
+    c = Container({"id": "a" * 64, "name": "web", "image": "b" * 64, "config": {"Image": "busybox"},
+                   "state": lc.new_state()}, str(tmp_path))
     life.created(c)
     life.starting(c)
     life.running(c, 42)
@@ -114,9 +115,11 @@ def test_state_machine_refuses_illegal_moves(tmp_path):
     # and published, in order; refused moves did neither.
     assert store.saved == ["created", "starting (not fsynced)", "running (not fsynced)", "exited",
                            "removing (not fsynced)"]
-    events = [sub.get(0) for _ in range(6)]
-    assert [e.action for e in events] == ["create", "starting", "start", "die", "removing", "destroy"]
-    assert events[3].attributes == {"from": "running", "exitCode": 3}
+    # Only Docker's events are published: starting and removing are pyd's own steps.
+    events = [sub.get(0) for _ in range(4)]
+    assert [e.action for e in events] == ["create", "start", "die", "destroy"]
+    assert events[2].attributes == {"image": "busybox", "name": "web", "exitCode": 3}
+    assert c.exits == 1
     assert sub.get(0) is None
     assert c.state["pid"] == 0 and c.state["exit_code"] == 3
 
@@ -143,12 +146,13 @@ def test_good_repo_names():
 
 @pytest.mark.parametrize("spec,want", [
     ("/h:/d", ("/h", "/d", True)), ("/h:/d:ro", ("/h", "/d", False)), ("/h/../x:/d//e:rw", ("/x", "/d/e", True)),
+    ("vol:/d", ("vol", "/d", True)), ("my.vol_1:/d:ro", ("my.vol_1", "/d", False)),
 ])
 def test_parse_bind(spec, want):
     assert parse_bind(spec) == want
 
 
-@pytest.mark.parametrize("spec", ["rel:/d", "/h:/", "/h:/proc/x", "/h:/sys", "/h:/d:xx", "/h", "/h:d", 5])
+@pytest.mark.parametrize("spec", ["re/l:/d", "-v:/d", "/h:/", "/h:/proc/x", "/h:/sys", "/h:/d:xx", "/h", "/h:d", 5])
 def test_parse_bind_refuses(spec):
     with pytest.raises(errors.BadParameter):
         parse_bind(spec)
