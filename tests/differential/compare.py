@@ -47,11 +47,12 @@ def differences(want_records, have_records):
 
 def allowed(d, allow):
     """The allow-list entry that covers difference d, or None."""
-    group, label, what, path, _ = d
+    group, label, what, path, detail = d
     for entry in allow:
         if (fnmatch.fnmatchcase(f"{group}/{label}", entry["step"])
                 and fnmatch.fnmatchcase(what, entry.get("what", "*"))
-                and fnmatch.fnmatchcase(path, entry.get("path", "*"))):
+                and fnmatch.fnmatchcase(path, entry.get("path", "*"))
+                and fnmatch.fnmatchcase(detail, entry.get("detail", "*"))):
             return entry
     return None
 

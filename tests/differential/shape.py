@@ -89,7 +89,8 @@ def diff(want, have, path=""):
 
     Returns a list of (path, kind, detail) with kind one of: "missing" (a key
     dockerd sends and pyd does not), "extra" (a key only pyd sends), "type"
-    (both have it, the types differ). An empty list on one side says nothing
+    (both have it, the types differ), "null" (dockerd null, pyd a list or
+    object: Go's empty slices and maps). An empty list on one side says nothing
     about element types, so it is no difference.
     """
     out = []
@@ -109,5 +110,9 @@ def diff(want, have, path=""):
             out += diff(want[1], have[1], f"{path}[]" if want[0] == "list" else f"{path}.*")
         return out
     if want != have:
-        out.append((where, "type", f"dockerd {describe(want)}, pyd {describe(have)}"))
+        # Go marshals an empty slice or map as null; an empty [] or {} (or a full one)
+        # where dockerd has null is the "null" class. The reverse, pyd null where
+        # dockerd has a value, stays a type difference: clients iterate over it.
+        what = "null" if want == "null" and isinstance(have, tuple) and have[0] in ("list", "map", "obj") else "type"
+        out.append((where, what, f"dockerd {describe(want)}, pyd {describe(have)}"))
     return out
