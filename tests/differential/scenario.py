@@ -267,6 +267,10 @@ def images(s):
     s.req(g, "inspect-unknown", "GET", "/images/diff-nosuch/json")
     s.req(g, "history", "GET", "/images/busybox/history")
     s.req(g, "tag", "POST", "/images/busybox/tag?repo=diff-tag&tag=v1")
+    # the CLI sends the qualified name (docker.io/library/...): the short one must find it
+    s.req(g, "tag-qualified", "POST", "/images/busybox/tag?repo=docker.io/library/diff-full&tag=v1")
+    s.req(g, "inspect-qualified-short", "GET", "/images/diff-full:v1/json")
+    s.req(g, "delete-qualified-short", "DELETE", "/images/diff-full:v1")
     s.req(g, "tag-unknown", "POST", "/images/diff-nosuch/tag?repo=diff-x&tag=v1")
     s.req(g, "inspect-commit", "GET", "/images/diff-commit:v1/json")
     s.req(g, "delete-tag", "DELETE", "/images/diff-tag:v1")
