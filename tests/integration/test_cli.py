@@ -448,12 +448,17 @@ class TestLifecycle:
         assert r.rc == 1 and "No such object" in r.err
 
     def test_container_prune(self, cli, name):
-        done, up = name(), detached(cli, name)
-        run(cli, "--name", done, "busybox", "true")
-        out = cli.out("container", "prune", "-f")
-        assert "Total reclaimed space" in out
+        """Pruned by label, so that other tests' stopped containers on the shared daemon stay."""
+        mark = f"cli-prune={uuid.uuid4().hex[:8]}"
+        done, other = name(), name()
+        up = detached(cli, name, opts=("--label", mark))
+        run(cli, "--name", done, "--label", mark, "busybox", "true")
+        run(cli, "--name", other, "busybox", "true")
+        out = cli.out("container", "prune", "-f", "--filter", f"label={mark}")
+        assert "Total reclaimed space" in out and cli.out("inspect", "--format", "{{.Id}}", other) not in out
         assert cli("inspect", done, check=False).rc != 0
         assert running(cli, up)
+        assert cli.out("inspect", "--format", "{{.State.Status}}", other) == "exited"
 
 
 class TestFilesystem:
