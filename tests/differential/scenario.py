@@ -257,6 +257,12 @@ def execs(s):
     s.req(g, "stop-host", "POST", "/containers/diff-e1/stop?t=1")
     s.req(g, "exec-create-stopped", "POST", "/containers/diff-e1/exec", {"Cmd": ["true"]})
     s.req(g, "delete-host", "DELETE", "/containers/diff-e1")
+    s.req(g, "create-healthcheck", "POST", "/containers/create?name=diff-h1", create_body(
+        ["sleep", "300"], Healthcheck={"Test": ["CMD-SHELL", "true"], "Interval": 500_000_000, "Retries": 1}))
+    s.req(g, "start-healthcheck", "POST", "/containers/diff-h1/start")
+    s.settle("/containers/diff-h1/json", lambda j: (j["State"].get("Health") or {}).get("Status") == "healthy")
+    s.req(g, "inspect-healthy", "GET", "/containers/diff-h1/json")
+    s.req(g, "delete-healthcheck", "DELETE", "/containers/diff-h1?force=1")
 
 
 def images(s):
