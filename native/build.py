@@ -27,9 +27,9 @@ ffibuilder = cffi.FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "pyd._shim",
-    '#include "shim.c"\n',
+    '#include "shim.c"\n#include "exec.c"\n',
     include_dirs=[NATIVE_DIR],
-    depends=[os.path.join(NATIVE_DIR, "shim.c"), os.path.join(NATIVE_DIR, "shim.h")],
+    depends=[os.path.join(NATIVE_DIR, n) for n in ("shim.c", "exec.c", "shim.h")],
     extra_compile_args=["-O2", "-Wall", "-Wno-unused-parameter"],
 )
 

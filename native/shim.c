@@ -108,6 +108,10 @@ static const char *const step_names[PYD_STEP_COUNT] = {
     [PYD_STEP_CLOSE_FDS] = "close-fds",
     [PYD_STEP_EXEC] = "exec",
     [PYD_STEP_CGROUP] = "cgroup",
+    [PYD_STEP_SETNS] = "setns",
+    [PYD_STEP_EXEC_CLONE] = "clone",
+    [PYD_STEP_EXEC_PID] = "pid",
+    [PYD_STEP_NO_NEW_PRIVS] = "no_new_privs",
 };
 
 /* API filesystems, mounted in this order.  /dev is populated (devices

@@ -53,6 +53,11 @@ enum pyd_step {
     PYD_STEP_CLOSE_FDS,
     PYD_STEP_EXEC,
     PYD_STEP_CGROUP,           /* joining a cgroup (index: cgroup_fds)   */
+    /* pyd_exec (native/exec.c) */
+    PYD_STEP_SETNS,            /* setns (index: exec spec's ns_fds)      */
+    PYD_STEP_EXEC_CLONE,       /* cloning the process inside the pid ns  */
+    PYD_STEP_EXEC_PID,         /* not a failure: index is the new pid    */
+    PYD_STEP_NO_NEW_PRIVS,     /* prctl(PR_SET_NO_NEW_PRIVS)             */
     PYD_STEP_COUNT
 };
 
@@ -136,5 +141,55 @@ const char *pyd_step_name(int step);
 /* For the table-driven steps (MOUNT, DEVICES, MASK, READONLY) the
  * container path of entry `index`; NULL otherwise. */
 const char *pyd_step_object(int step, int index);
+
+/*
+ * pyd_exec() starts a process inside a running container (docker exec).
+ *
+ * The parent opens the container init's /proc/<pid>/ns/ files and its
+ * cgroups' files before the call.  pyd_exec clones an intermediate child
+ * that joins the cgroups (writes "0" to each cgroup_fds entry), setns()
+ * into each of ns_fds in order (mnt last: afterwards "/" is the
+ * container's), then clones the exec process itself with CLONE_PARENT: a
+ * setns into a pid namespace only applies to children, and CLONE_PARENT
+ * makes the daemon, not the intermediate, its parent.  The intermediate
+ * reports that pid and exits; the caller reaps it (res->pid).
+ *
+ * The exec process: chdir(cwd) (no mkdir: a missing directory is an
+ * error), stdio fds or a new pty from the container's /dev/ptmx (the
+ * master goes to the parent over res->tty_sock with SCM_RIGHTS),
+ * setsid, no_new_privs if asked, the bounding set reduced to `caps`,
+ * setgroups/setresgid/setresuid, capset(caps) for uid 0, fds closed,
+ * signals reset, execve with PATH search in envp.
+ *
+ * Error pipe (res->err_fd, CLOEXEC): records from both processes: one
+ * PYD_STEP_EXEC_PID record (index: the exec process's pid as the daemon
+ * sees it) and at most one failure record; EOF once both are gone or
+ * exec'd.  There is no sync pipe (res->sync_fd is -1).
+ */
+struct pyd_exec_spec {
+    char *const *argv;           /* NULL-terminated, argv[0] non-NULL       */
+    char *const *envp;           /* NULL-terminated                          */
+    const char *cwd;             /* absolute, inside the container          */
+    uid_t uid;
+    gid_t gid;
+    int ngroups;
+    const gid_t *groups;
+    int nns_fds;                 /* /proc/<init>/ns/ fds, joined in order   */
+    const int *ns_fds;
+    int ncgroup_fds;             /* files to write "0" to (tasks, v1)       */
+    const int *cgroup_fds;
+    int tty;
+    int stdin_fd;                /* -1: /dev/null (without tty)             */
+    int stdout_fd;
+    int stderr_fd;
+    unsigned long long caps;     /* bounding set; also effective/permitted for uid 0 */
+    int cap_last_cap;            /* from /proc/sys/kernel/cap_last_cap; <=0: probe */
+    int no_new_privs;
+};
+
+/* Start the exec process.  Returns 0 (res: pid of the intermediate child,
+ * err_fd, tty_sock), or -errno if the parent-side setup failed; in that
+ * case no fd is left open. */
+int pyd_exec(const struct pyd_exec_spec *spec, struct pyd_result *res);
 
 #endif /* PYD_SHIM_H */

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Tuple
 
-__all__ = ["LaunchSpec", "Spawned", "spawn", "step_name"]
+__all__ = ["ExecSpec", "LaunchSpec", "Spawned", "StepError", "exec_in", "spawn", "step_name"]
 
 # struct pyd_report {int step; int err; int index;}
 _REPORT = struct.Struct("=iii")
@@ -382,3 +382,155 @@ def set_parent_death_signal(sig):
     rc = lib.pyd_set_pdeathsig(sig)
     if rc < 0:
         raise OSError(-rc, f"prctl(PR_SET_PDEATHSIG): {os.strerror(-rc)}")
+
+
+# -- exec: a process inside a running container --------------------------------
+
+@dataclass
+class ExecSpec:
+    """A process to start inside a running container (see native/shim.h,
+    pyd_exec).  ``ns_fds`` are open /proc/<init>/ns/<name> files, joined in
+    order (mnt last), ``ns_names`` their names for error messages;
+    ``cgroup_fds`` files the process joins by writing "0" (v1 "tasks").
+    ``caps`` is the bounding set, and the effective and permitted sets of
+    uid 0.  The caller keeps owning every fd given here."""
+
+    argv: Sequence[str]
+    env: Sequence[str]
+    cwd: str
+    ns_fds: Sequence[int]
+    ns_names: Sequence[str]
+    caps: int
+    uid: int = 0
+    gid: int = 0
+    groups: Sequence[int] = ()
+    cgroup_fds: Sequence[int] = ()
+    cgroup_paths: Sequence[str] = ()
+    tty: bool = False
+    stdin: Optional[int] = None
+    stdout: Optional[int] = None
+    stderr: Optional[int] = None
+    no_new_privs: bool = False
+
+
+def _exec_to_c(ffi, spec: ExecSpec, keep: list):
+    def cstr_array(values):
+        items = []
+        for v in values:
+            buf = ffi.new("char[]", _bytes(v, "exec"))
+            keep.append(buf)
+            items.append(buf)
+        arr = ffi.new("char *[]", items + [ffi.NULL])
+        keep.append(arr)
+        return arr
+
+    def number_array(ctype, values):
+        values = list(values)
+        if not values:
+            return 0, ffi.NULL
+        arr = ffi.new(f"{ctype}[]", values)
+        keep.append(arr)
+        return len(values), arr
+
+    argv = list(spec.argv)
+    if not argv or not argv[0]:
+        raise OSError(errno.EINVAL, "exec: empty argv")
+    if not os.path.isabs(spec.cwd):
+        raise OSError(errno.EINVAL, f"chdir: working directory {spec.cwd!r} is not absolute")
+    c = ffi.new("struct pyd_exec_spec *")
+    keep.append(c)
+    c.argv = cstr_array(argv)
+    c.envp = cstr_array(_env_list(spec.env))
+    cwd = ffi.new("char[]", _bytes(spec.cwd, "chdir"))
+    keep.append(cwd)
+    c.cwd = cwd
+    c.uid, c.gid = spec.uid, spec.gid
+    c.ngroups, c.groups = number_array("gid_t", spec.groups)
+    c.nns_fds, c.ns_fds = number_array("int", spec.ns_fds)
+    c.ncgroup_fds, c.cgroup_fds = number_array("int", spec.cgroup_fds)
+    c.tty = 1 if spec.tty else 0
+    c.stdin_fd = -1 if spec.stdin is None else spec.stdin
+    c.stdout_fd = -1 if spec.stdout is None else spec.stdout
+    c.stderr_fd = -1 if spec.stderr is None else spec.stderr
+    c.caps = spec.caps
+    c.cap_last_cap = _cap_last_cap()
+    c.no_new_privs = 1 if spec.no_new_privs else 0
+    return c
+
+
+class StepError(OSError):
+    """A failure of the exec's setup; `step` names the step ("exec", "chdir"...)."""
+
+    def __init__(self, err, message, step):
+        super().__init__(err, message)
+        self.step = step
+
+
+def _exec_error(ffi, lib, spec: ExecSpec, step, err, index) -> OSError:
+    name = ffi.string(lib.pyd_step_name(step)).decode()
+    err = err or errno.EIO
+    if step == lib.PYD_STEP_SETNS:
+        names = list(spec.ns_names)
+        what = f"{names[index]} namespace" if 0 <= index < len(names) else "namespace"
+        what += f": {os.strerror(err).lower()}"
+    elif step == lib.PYD_STEP_CWD:
+        what = f"{spec.cwd}: {os.strerror(err).lower()}"
+    elif step == lib.PYD_STEP_EXEC_CLONE:
+        what = "the process in the container's pid namespace"
+    elif step == lib.PYD_STEP_NO_NEW_PRIVS:
+        what = "PR_SET_NO_NEW_PRIVS"
+    else:
+        # The steps shared with spawn are named the same way; describe
+        # reads only argv, uid, gid, groups and the cgroup paths.
+        shared = LaunchSpec(rootfs="/", hostname="", argv=list(spec.argv), env=(), uid=spec.uid,
+                            gid=spec.gid, groups=list(spec.groups), cgroup_paths=list(spec.cgroup_paths))
+        what = _describe(ffi, lib, shared, step, err, index)
+    return StepError(err, f"{name}: {what}", name)
+
+
+def exec_in(spec: ExecSpec) -> Spawned:
+    """Start ``spec.argv`` inside a running container; return once execve
+    succeeded.  ``pid`` is the process as the daemon sees it (its child:
+    reap it with waitpid).  A failure raises ``OSError(errno, "<step>:
+    <object>")`` with every process involved reaped."""
+    ffi, lib = _shim()
+    keep = []
+    cspec = _exec_to_c(ffi, spec, keep)
+    cres = ffi.new("struct pyd_result *")
+    rc = lib.pyd_exec(cspec, cres)
+    if rc < 0:
+        raise OSError(-rc, "clone: exec")
+    middle, err_fd, sock = cres.pid, cres.err_fd, cres.tty_sock
+    pid, failure, master = None, None, None
+    try:
+        # Records from both children until both have exec'd or exited.
+        while True:
+            rep = _read_report(err_fd)
+            if rep is None:
+                break
+            step, err, index = rep
+            if step == lib.PYD_STEP_EXEC_PID:
+                pid = index
+            elif failure is None:
+                failure = _exec_error(ffi, lib, spec, step, err, index)
+        if failure is None and pid is None:
+            failure = OSError(errno.EIO, "exec: the intermediate process died during setup")
+        if failure is None and spec.tty:
+            fd = lib.pyd_recv_fd(sock)
+            if fd < 0:
+                failure = OSError(-fd, "tty: receiving the pty master")
+            else:
+                master = fd
+    finally:
+        os.close(err_fd)
+        if sock >= 0:
+            os.close(sock)
+        try:
+            os.waitpid(middle, 0)
+        except ChildProcessError:
+            pass
+    if failure is not None:
+        if pid is not None:
+            _kill_and_reap(pid)
+        raise failure
+    return Spawned(pid, master)

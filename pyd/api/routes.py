@@ -9,7 +9,7 @@ surface, and match its route.
 import re
 
 from .. import errors
-from . import containers, images, legacy, misc, modern, versions, volumes
+from . import containers, execs, images, legacy, misc, modern, versions, volumes
 
 # A fourth column limits a route to one surface: MODERN endpoints did not
 # exist in v1.3 and are 404 there, as in a daemon of that time.
@@ -42,6 +42,11 @@ ROUTES = [
     ("POST",   "/containers/{id}/wait",         containers.wait),
     ("DELETE", "/containers/{id}",              containers.delete),
     ("POST",   "/commit",                       containers.commit),
+
+    ("POST",   "/containers/{id}/exec",         execs.create,               MODERN),
+    ("POST",   "/exec/{id}/start",              execs.start,                MODERN),
+    ("POST",   "/exec/{id}/resize",             execs.resize,               MODERN),
+    ("GET",    "/exec/{id}/json",               execs.inspect,              MODERN),
 
     ("GET",    "/images/json",                  images.list_json),
     ("GET",    "/images/viz",                   images.list_viz),

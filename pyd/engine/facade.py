@@ -6,6 +6,7 @@ container state change goes through `self.lifecycle`. Methods return
 records' views (engine.views) or plain facts; the API projects them.
 """
 
+import errno
 import logging
 import os
 import signal as signals
@@ -18,7 +19,8 @@ from ..fs import drivers
 from ..fs.fsopt import mark_topdir
 from ..fs.layerfs import du
 from ..fs.tarsafe import remove_tree
-from ..runtime import attach as attaching, cgroups
+from ..native import StepError
+from ..runtime import attach as attaching, cgroups, execs as exec_runtime
 from ..runtime.process import Runtime
 from ..runtime.stdio import STDERR, STDOUT
 from ..store import format as data_format
@@ -27,7 +29,7 @@ from ..store.images import ImageStore, short
 from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
 from ..store.refs import parse_repo_tag, split_name
-from . import createconfig, etcfiles, filters as flt, fsops, lifecycle as lc, mounts, plan as plans
+from . import createconfig, etcfiles, execs, filters as flt, fsops, lifecycle as lc, mounts, plan as plans
 from . import dockerfile_changes, logs
 from .events import Bus, Overflow
 from .names import random_name
@@ -49,6 +51,8 @@ class Engine:
         self.lifecycle = lc.Lifecycle(self.containers, self.events)
         self.runtime = Runtime(config)
         self.restarts = Restarts(self._restart)
+        self.execs = execs.ExecStore()
+        self.exec_runtime = exec_runtime.Execs()
         self.driver = None  # chosen at start: overlay2, or vfs where overlayfs cannot work
         self.started_at = time.time()
         self.shutting_down = False
@@ -133,6 +137,7 @@ class Engine:
             states[key] += 1
         os_name, os_version = sysinfo.os_release()
         return {
+            "version": __version__,
             "containers": self.containers.count(),
             "states": states,
             "images": self.images.count(),
@@ -301,7 +306,7 @@ class Engine:
         image = self.images.resolve(cfg["Image"])
         cfg = createconfig.merge(cfg, image.run_config)
         warnings = []
-        if (cfg.get("NetworkMode") or "default") in ("default", "bridge"):
+        if cfg.get("NetworkMode") in ("default", "bridge"):
             warnings.append("pyd has no bridge network yet: the container gets a private network "
                             "namespace with loopback only")
         if cfg.get("PortBindings") or cfg.get("PublishAllPorts"):
@@ -497,6 +502,7 @@ class Engine:
                 raise errors.PydError(f"Cannot start container {c.short_id}: {e.strerror or e}") from e
             raise
         self.lifecycle.running(c, proc.pid)
+        self._volume_events(c, "mount")
         threading.Thread(target=self._watch, args=(c, proc), name=f"monitor-{c.short_id}",
                          daemon=True).start()
 
@@ -510,6 +516,7 @@ class Engine:
                 self.events.publish("container", "oom", c.id, image=c.config.get("Image"), name=c.name)
             self.lifecycle.exited(c, ex.code, ex.oom_killed)
             self.runtime.release(proc)
+            self._volume_events(c, "unmount")
             again = not self.shutting_down and wants_restart(c, ex.code)
         if again:
             self.restarts.schedule(c, time.monotonic() - started)
@@ -684,6 +691,7 @@ class Engine:
             if stdin and stream and c.config.get("OpenStdin") and (c.running or waiting):
                 min_run = self.runtime.runs(c.id) + (1 if waiting else 0)
                 target = attaching.StdinTarget(self.runtime, c.id, min_run, bool(c.config.get("StdinOnce")))
+        self._event(c, "attach")
         try:
             attaching.run(conn, c.short_id, replay, sub, target, bool(c.config.get("Tty")), framed,
                           error_format)
@@ -710,6 +718,16 @@ class Engine:
         out = p.processes()
         self._event(c, "top")
         return out
+
+    def _volume_events(self, c, action):
+        """dockerd's volume mount/unmount events, for the volumes (not binds) of `c`."""
+        for m in c.data.get("mounts") or []:
+            name = self.volumes.name_of(m["source"])
+            if name and m["kind"] != "bind":
+                attrs = {"container": c.id, "driver": "local"}
+                if action == "mount":
+                    attrs.update(destination=m["target"], propagation="", **{"read/write": str(m["rw"]).lower()})
+                self.events.publish("volume", action, name, **attrs)
 
     def _event(self, c, action, **attrs):
         self.events.publish("container", action, c.id, image=c.config.get("Image") or c.image, name=c.name,
@@ -824,6 +842,7 @@ class Engine:
                 continue
             names.append(v["name"])
             reclaimed += size
+        self.events.publish("volume", "prune", "", reclaimed=reclaimed)
         return names, reclaimed
 
     def disk_usage(self):
@@ -848,7 +867,9 @@ class Engine:
     def container_export(self, ref):
         """A producer that writes the container's filesystem as a tar."""
         c = self.containers.get(ref)
-        return fsops.export(self._stack(c)[2])
+        producer = fsops.export(self._stack(c)[2])
+        self._event(c, "export")
+        return producer
 
     def commit(self, ref, repo, tag, comment, author, body, changes=None, pause=False):
         """Commit a container's changes as a new image; returns its id.
@@ -868,6 +889,125 @@ class Engine:
             self._tag(img.id, repo, tag, force=True)
         log.info("committed %s as image %s", c.short_id, short(img.id))
         return img.id
+
+    # -- exec --------------------------------------------------------------
+
+    def exec_create(self, ref, cmd, env=None, user="", workdir="", tty=False, stdin=False,
+                    stdout=False, stderr=False, detach_keys="", privileged=False):
+        """A new exec record for a running container; returns its id."""
+        c = self.containers.get(ref)
+        argv, env = execs.check_create(cmd, env, user, workdir, detach_keys)
+        with c.lock:
+            if not c.running:
+                raise errors.Conflict(f"Container {c.id} is not running")
+            if privileged and not c.host.get("Privileged"):
+                raise errors.Conflict(f"cannot run a privileged exec in container {c.short_id}: "
+                                      "the container itself is not privileged")
+        live = {x.id for x in self.containers.all()}
+        rec = self.execs.add(dict(container_id=c.id, entrypoint=argv[0], arguments=argv[1:], tty=bool(tty),
+                                  privileged=bool(privileged), user=user, open_stdin=bool(stdin),
+                                  open_stdout=bool(stdout), open_stderr=bool(stderr),
+                                  detach_keys=detach_keys, working_dir=workdir, env=env), live)
+        self.events.publish("container", f"exec_create: {rec.command}", c.id, execID=rec.id,
+                            image=c.config.get("Image"), name=c.name)
+        return rec.id
+
+    def exec_inspect(self, exec_id):
+        """A copy of the record (engine.execs.ExecRecord)."""
+        return self.execs.get(exec_id)
+
+    def exec_check_start(self, exec_id):
+        """404 or 409 now, before a hijack, for an exec that cannot start."""
+        self.execs.check_startable(exec_id)
+
+    def exec_start(self, exec_id, conn=None, framed=False, error_format=None):
+        """Start the exec. Detached (conn None): returns once it runs. Else
+        serve its session on `conn` (hijacked) until its output ends."""
+        rec = self.execs.get(exec_id)
+        try:
+            c = self.containers.get(rec.container_id)
+        except errors.NotFound:
+            self.execs.drop(exec_id)
+            raise errors.NotFound(f"No such exec instance: {exec_id}") from None
+        with c.lock:
+            init = self.runtime.process(c.id) if c.running else None
+            if init is None:
+                raise errors.Conflict(f"Container {c.id} is not running")
+            rec = self.execs.claim(exec_id)
+            plan = self._exec_plan(c, init, rec, attached=conn is not None)
+            try:
+                proc = self.exec_runtime.start(plan)
+            except Exception as e:
+                failed = self._exec_failed(rec, e)
+                if conn is None:
+                    raise failed from e
+            else:
+                failed = None
+                self.execs.update(exec_id, running=True, pid=proc.pid)
+        if failed is not None:
+            # As dockerd: after the hijack the reason goes in-band, on stdout
+            # (framed like the output would have been), on every API version.
+            text = f"{failed}\r\n".encode()
+            try:
+                conn.write(attaching.frame(STDOUT, text) if framed and not rec.tty else text)
+            except OSError:
+                pass
+            conn.close_write()
+            return
+        self.events.publish("container", f"exec_start: {rec.command}", c.id, execID=rec.id,
+                            image=c.config.get("Image"), name=c.name)
+        threading.Thread(target=self._watch_exec, args=(c, rec, proc), name=f"exec-{rec.id[:12]}",
+                         daemon=True).start()
+        if conn is None:
+            return
+        # The exec's stdin closes at the client's EOF (stdin_once), as with Docker.
+        target = attaching.StdinTarget(proc, rec.id, 0, True) if plan.open_stdin else None
+        try:
+            attaching.run(conn, f"exec {rec.id[:12]}", (), proc.feed, target, rec.tty, framed, error_format)
+        finally:
+            proc.feed.end()  # a client that left must not hold the process up
+
+    def _exec_plan(self, c, init, rec, attached):
+        """The container's Env, User and WorkingDir under the exec's own."""
+        cfg = c.config
+        return exec_runtime.ExecPlan(
+            exec_id=rec.id, cid=c.id, container=init, argv=rec.argv,
+            env=execs.environment(cfg, cfg.get("Hostname") or c.short_id, rec.tty, rec.env),
+            cwd=rec.working_dir or cfg.get("WorkingDir") or "/", user=rec.user or cfg.get("User") or "",
+            tty=rec.tty, open_stdin=rec.open_stdin and attached, privileged=rec.privileged,
+            attached=attached,
+            streams=[s for s, on in ((STDOUT, rec.open_stdout), (STDERR, rec.open_stderr)) if on])
+
+    def _exec_failed(self, rec, e):
+        """Record the exit code of an exec that could not start (Docker's: 127
+        for a command not found, 126 otherwise); returns the error to report."""
+        missing = isinstance(e, StepError) and e.step == "exec" and e.errno == errno.ENOENT
+        self.execs.update(rec.id, exit_code=127 if missing else 126)
+        if isinstance(e, (errors.PydError, OSError)):
+            log.info("exec %s in %s failed: %s", rec.id[:12], rec.container_id[:12], e)
+        else:
+            log.exception("exec %s in %s failed", rec.id[:12], rec.container_id[:12])
+        if isinstance(e, errors.PydError):
+            return e
+        if isinstance(e, OSError):
+            return errors.PydError(f"exec failed: {e.strerror or e}")
+        return errors.PydError(f"exec failed: internal error: {type(e).__name__}: {e}")
+
+    def _watch_exec(self, c, rec, proc):
+        """The exec's monitor: record its exit, then end its session's stream."""
+        code = proc.monitor()
+        self.execs.update(rec.id, running=False, exit_code=code)
+        self.exec_runtime.release(proc)
+        self.events.publish("container", "exec_die", c.id, execID=rec.id, exitCode=str(code),
+                            image=c.config.get("Image"), name=c.name)
+        proc.feed.end()  # after the exit code is recorded: the client asks for it next
+
+    def exec_resize(self, exec_id, h, w):
+        rec = self.execs.get(exec_id)
+        proc = self.exec_runtime.get(rec.id)
+        if proc is None:
+            raise errors.Conflict(f"Exec {exec_id} is not running")
+        proc.resize(h, w)
 
 
 def parse_signal(sig):

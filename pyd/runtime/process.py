@@ -95,30 +95,7 @@ class Process:
         and its output is drained; reap it, remove its cgroup. Returns an Exit."""
         status = None
         try:
-            sel = selectors.DefaultSelector()
-            for fd, stream in self.outs:
-                sel.register(fd, selectors.EVENT_READ, stream)
-            sel.register(self.pidfd, selectors.EVENT_READ, None)
-            open_outs = len(self.outs)
-            while status is None or open_outs:
-                events = sel.select(timeout=None if status is None else 5.0)
-                if not events:  # exited, but something still holds the output open
-                    break
-                for key, _ in events:
-                    if key.data is None:
-                        _, status = os.waitpid(self.pid, 0)
-                        sel.unregister(self.pidfd)
-                        continue
-                    try:
-                        data = os.read(key.fd, 65536)
-                    except OSError:  # EIO from a pty whose last user is gone
-                        data = b""
-                    if data:
-                        self.output.write(key.data, data)
-                    else:
-                        sel.unregister(key.fd)
-                        open_outs -= 1
-            sel.close()
+            status = pump(self.pid, self.pidfd, self.outs, self.output.write)
         except Exception:
             log.exception("monitor of %s failed", self.cid[:12])
             if status is None:
@@ -136,6 +113,41 @@ class Process:
         _close_quiet(self.pidfd)
         self.output.end()
         return Exit(code, oom)
+
+
+def pump(pid, pidfd, outs, write):
+    """Copy what the process writes on `outs` ([(fd, stream)]) to
+    write(stream, bytes) until it has exited and its output is drained (or
+    5 s after the exit, when something else still holds the output open);
+    reap it and return its wait status."""
+    status = None
+    sel = selectors.DefaultSelector()
+    try:
+        for fd, stream in outs:
+            sel.register(fd, selectors.EVENT_READ, stream)
+        sel.register(pidfd, selectors.EVENT_READ, None)
+        open_outs = len(outs)
+        while status is None or open_outs:
+            events = sel.select(timeout=None if status is None else 5.0)
+            if not events:  # exited, but something still holds the output open
+                break
+            for key, _ in events:
+                if key.data is None:
+                    _, status = os.waitpid(pid, 0)
+                    sel.unregister(pidfd)
+                    continue
+                try:
+                    data = os.read(key.fd, 65536)
+                except OSError:  # EIO from a pty whose last user is gone
+                    data = b""
+                if data:
+                    write(key.data, data)
+                else:
+                    sel.unregister(key.fd)
+                    open_outs -= 1
+    finally:
+        sel.close()
+    return status
 
 
 class Runtime:

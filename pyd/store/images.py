@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from .. import errors
 from ..fs.tarsafe import remove_tree
 from . import atomic
-from .refs import DEFAULT_TAG, ID_RE, split_name, validate_repo, validate_tag
+from .refs import DEFAULT_TAG, ID_RE, familiar, split_name, validate_repo, validate_tag
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,7 @@ class ImageStore:
     # -- tags --------------------------------------------------------------
 
     def set_tag(self, image_id, repo, tag=None, force=False):
+        repo = familiar(repo)
         tag = tag or DEFAULT_TAG
         validate_repo(repo)
         validate_tag(tag)
@@ -308,7 +309,7 @@ class ImageStore:
                                           f"image is being used by running container {short(user[0])}")
                 if not force:
                     self._check_deletable(image_id, in_use, name)
-                if self.children(image_id) and not tags:
+                if self.children(image_id):
                     raise errors.Conflict(f"conflict: unable to delete {short(image_id)} (cannot be forced) - "
                                           "image has dependent child images")
                 for r, t in tags:

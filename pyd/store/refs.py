@@ -12,12 +12,24 @@ _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_TAG = "latest"
 
 
+_HUB_PREFIXES = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/")
+
+
+def familiar(repo):
+    """Docker Hub names as Docker shows them: 'docker.io/library/busybox' is
+    'busybox' (modern clients send the long form)."""
+    for p in _HUB_PREFIXES:
+        if repo.startswith(p) and len(repo) > len(p):
+            return repo[len(p):]
+    return repo
+
+
 def split_name(name):
     """'host:5000/user/repo:tag' -> ('host:5000/user/repo', 'tag'); tag None if absent."""
     repo, sep, tag = name.rpartition(":")
     if sep and "/" not in tag:
-        return repo, tag
-    return name, None
+        return familiar(repo), tag
+    return familiar(name), None
 
 
 def _valid_repo(repo):
@@ -46,6 +58,7 @@ def parse_repo_tag(repo, tag=None):
     """Validated (repo, tag) from a repo that may carry ':tag'; tag None if none given."""
     if tag is None:
         repo, tag = split_name(repo)
+    repo = familiar(repo)
     validate_repo(repo)
     if tag:
         validate_tag(tag)

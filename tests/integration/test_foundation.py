@@ -17,7 +17,10 @@ def test_version_fields(api, prefix):
     assert r.status == 200
     assert r.headers["Content-Type"] == "application/json"
     v = r.json()
-    assert set(v) == {"Version", "GitCommit", "GoVersion"}
+    # Unversioned paths also say which API versions the daemon speaks, so that
+    # negotiating clients (the docker SDK) can choose (docs/api-choices.md).
+    extra = {"ApiVersion", "MinAPIVersion"} if not prefix else set()
+    assert set(v) == {"Version", "GitCommit", "GoVersion"} | extra
     assert v["GoVersion"].startswith("cpython3.")
     assert v["Version"]
 
@@ -40,7 +43,7 @@ def test_ping_get_and_head(api):
     assert (r.status, r.body) == (200, b"OK")
     r = api.request("HEAD", "/_ping")
     assert r.status == 200 and r.body == b""
-    assert r.headers["API-Version"] == "1.3"
+    assert r.headers["API-Version"] == "1.41"  # the newest surface served (v1.3 stays at /v1.3)
 
 
 def test_unix_socket_serves_the_same(daemon):

@@ -1,0 +1,78 @@
+"""Exec endpoints (API 1.41): create, start (hijacked, or detached), resize,
+inspect. The record's wire shape is projected here (`inspect_shape`)."""
+
+from .. import errors
+from ..http.messages import Reply
+
+_CREATE_FIELDS = {"AttachStdin": bool, "AttachStdout": bool, "AttachStderr": bool, "Tty": bool,
+                  "Privileged": bool, "DetachKeys": str, "User": str, "WorkingDir": str}
+
+
+def _body(req, what):
+    body = req.json()
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise errors.BadParameter(f"the {what} body must be a JSON object")
+    return body
+
+
+def create(req):
+    cid = req.engine.container_get(req.params["id"])  # 404 before the body is looked at
+    body = _body(req, "exec create")
+    for name, kind in _CREATE_FIELDS.items():
+        if body.get(name) is not None and not isinstance(body[name], kind):
+            raise errors.BadParameter(f"{name} must be a {'boolean' if kind is bool else 'string'}")
+    exec_id = req.engine.exec_create(
+        cid, body.get("Cmd"), env=body.get("Env"), user=body.get("User") or "",
+        workdir=body.get("WorkingDir") or "", tty=bool(body.get("Tty")),
+        stdin=bool(body.get("AttachStdin")), stdout=bool(body.get("AttachStdout")),
+        stderr=bool(body.get("AttachStderr")), detach_keys=body.get("DetachKeys") or "",
+        privileged=bool(body.get("Privileged")))
+    return Reply.json({"Id": exec_id}, status=201)
+
+
+def start(req):
+    exec_id = req.params["id"]
+    body = _body(req, "exec start")
+    if not isinstance(body.get("Detach", False), bool) or not isinstance(body.get("Tty", False), bool):
+        raise errors.BadParameter("Detach and Tty must be booleans")
+    req.engine.exec_check_start(exec_id)  # 404 and 409 while a status can still be sent
+    if body.get("Detach"):
+        req.engine.exec_start(exec_id)
+        return Reply.empty(204)
+    conn = req.hijack()  # nothing can be refused after this line
+    req.engine.exec_start(exec_id, conn, framed=req.surface.framed_output,
+                          error_format=req.surface.text_stream_error)
+
+
+def resize(req):
+    h, w = req.arg_int("h"), req.arg_int("w")
+    if h is None or w is None or not (0 <= h < 65536 and 0 <= w < 65536):
+        raise errors.BadParameter("h and w must be given as integers from 0 to 65535")
+    req.engine.exec_resize(req.params["id"], h, w)
+    return Reply.empty(200)
+
+
+def inspect(req):
+    return Reply.json(inspect_shape(req.engine.exec_inspect(req.params["id"])))
+
+
+def inspect_shape(rec):
+    """GET /exec/{id}/json, as dockerd spells it (ExitCode null until it exits)."""
+    return {
+        "CanRemove": rec.can_remove,
+        "ContainerID": rec.container_id,
+        "DetachKeys": rec.detach_keys,
+        "ExitCode": rec.exit_code,
+        "ID": rec.id,
+        "OpenStderr": rec.open_stderr,
+        "OpenStdin": rec.open_stdin,
+        "OpenStdout": rec.open_stdout,
+        "ProcessConfig": {"arguments": list(rec.arguments), "entrypoint": rec.entrypoint,
+                          "privileged": rec.privileged, "tty": rec.tty, "user": rec.user},
+        "Running": rec.running,
+        "Pid": rec.pid,
+        "WorkingDir": rec.working_dir,
+        "Env": list(rec.env),
+    }
