@@ -20,14 +20,6 @@ ALLOW = [
     # -- what pyd is, not what it lacks -------------------------------------
     {"step": "system/version", "what": "*", "path": "Components*",
      "reason": "dockerd lists containerd, runc and docker-init; pyd has one component (its own engine)"},
-    {"step": "system/version", "what": "missing", "path": "Platform*",
-     "reason": "Platform.Name is a Docker product name; pyd has none"},
-    {"step": "system/info", "what": "missing", "path": "Swarm*",
-     "reason": "no swarm mode in pyd"},
-    {"step": "system/info", "what": "missing", "path": "*Commit*",
-     "reason": "ContainerdCommit, RuncCommit, InitCommit name dockerd's helper binaries; pyd runs none"},
-    {"step": "system/info", "what": "missing", "path": "Plugins*",
-     "reason": "no plugin system in pyd"},
     # -- dockerd 20.10's 500s for bad input ----------------------------------
     # moby 20.10 maps these errors to no errdefs class, hence 500; pyd's errors
     # say what kind they are (pyd/errors.py). The CLI prints the message alike.

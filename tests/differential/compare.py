@@ -74,12 +74,16 @@ def report(diffs, allow):
         lines.append(f"{g}/{lab}: {what} {path}: {detail}")
     lines.append("")
     lines.append("## allowed (tests/differential/allow.py, docs/differential.md)")
+    by_entry = {}
     for d in diffs:
         e = allowed(d, allow)
         if e is not None:
-            used.add(id(e))
-            g, lab, what, path, detail = d
-            lines.append(f"{g}/{lab}: {what} {path}: {detail}  [{e['reason']}]")
+            by_entry.setdefault(id(e), (e, []))[1].append(d)
+    for e, ds in by_entry.values():
+        used.add(id(e))
+        lines.append(f"- {e['reason']}")
+        for g, lab, what, path, detail in ds:
+            lines.append(f"    {g}/{lab}: {what} {path}: {detail}")
     stale = [e for e in allow if id(e) not in used]
     if stale:
         lines.append("")
