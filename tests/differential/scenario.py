@@ -273,6 +273,7 @@ def images(s):
     s.req(g, "inspect-unknown", "GET", "/images/diff-nosuch/json")
     s.req(g, "history", "GET", "/images/busybox/history")
     s.req(g, "tag", "POST", "/images/busybox/tag?repo=diff-tag&tag=v1")
+    s.req(g, "tag-move", "POST", "/images/diff-commit:v1/tag?repo=diff-tag&tag=v1")  # moves, no force
     # the CLI sends the qualified name (docker.io/library/...): the short one must find it
     s.req(g, "tag-qualified", "POST", "/images/busybox/tag?repo=docker.io/library/diff-full&tag=v1")
     s.req(g, "inspect-qualified-short", "GET", "/images/diff-full:v1/json")
