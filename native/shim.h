@@ -192,4 +192,15 @@ struct pyd_exec_spec {
  * case no fd is left open. */
 int pyd_exec(const struct pyd_exec_spec *spec, struct pyd_result *res);
 
+/* A detached overlay mount (fsopen/fsmount): the fd of its root, attached
+ * nowhere, or -errno. `upper`/`work` may be NULL for a read-only stack. */
+int pyd_overlay_fsmount(const char *const *lowers, int nlowers, const char *upper,
+                        const char *work, int readonly);
+
+/* A detached recursive bind of `source` (open_tree): its fd, or -errno. */
+int pyd_clone_tree(const char *source, int readonly);
+/* Bind `source` recursively onto the O_PATH fd `target_fd` (open_tree +
+ * move_mount, no path lookup of the target); read-only if asked. 0 or -errno. */
+int pyd_attach_bind(const char *source, int target_fd, int readonly);
+
 #endif /* PYD_SHIM_H */

@@ -534,3 +534,42 @@ def exec_in(spec: ExecSpec) -> Spawned:
             _kill_and_reap(pid)
         raise failure
     return Spawned(pid, master)
+
+
+# -- archive: detached mounts for a stopped container ---------------------------
+
+def overlay_mount_fd(lowers, upper=None, work=None, readonly=False):
+    """A detached overlay mount of `lowers` (top first) with an optional
+    upper/work pair: the O_PATH-like fd of its root, attached nowhere in any
+    mount namespace, gone when the fd is closed. The caller closes it."""
+    ffi, lib = _shim()
+    keep = [ffi.new("char[]", _bytes(d, "overlay lowerdir")) for d in lowers]
+    arr = ffi.new("char *[]", keep)
+    fd = lib.pyd_overlay_fsmount(arr, len(keep),
+                                 _bytes(upper, "overlay upperdir") if upper else ffi.NULL,
+                                 _bytes(work, "overlay workdir") if work else ffi.NULL,
+                                 1 if readonly else 0)
+    if fd < 0:
+        raise OSError(-fd, f"mount overlay (fsmount): {os.strerror(-fd)}")
+    return fd
+
+
+def attach_bind(source, target_fd, readonly=False):
+    """Bind host path `source` recursively onto the O_PATH fd `target_fd`
+    (open_tree + move_mount: the target is never looked up by path), e.g.
+    inside a detached mount from overlay_mount_fd."""
+    ffi, lib = _shim()
+    rc = lib.pyd_attach_bind(_bytes(source, "bind source"), target_fd, 1 if readonly else 0)
+    if rc < 0:
+        raise OSError(-rc, f"bind {source}: {os.strerror(-rc)}")
+
+
+def tree_fd(source, readonly=False):
+    """A detached recursive bind of host path `source` (open_tree
+    OPEN_TREE_CLONE): the fd of its root, attached nowhere; mounts can be
+    attached below it (attach_bind). The caller closes it."""
+    ffi, lib = _shim()
+    fd = lib.pyd_clone_tree(_bytes(source, "bind source"), 1 if readonly else 0)
+    if fd < 0:
+        raise OSError(-fd, f"open_tree {source}: {os.strerror(-fd)}")
+    return fd

@@ -9,7 +9,7 @@ surface, and match its route.
 import re
 
 from .. import errors
-from . import containers, execs, images, legacy, misc, modern, versions, volumes
+from . import archive, containers, execs, images, legacy, misc, modern, versions, volumes
 
 # A fourth column limits a route to one surface: MODERN endpoints did not
 # exist in v1.3 and are 404 there, as in a daemon of that time.
@@ -47,6 +47,10 @@ ROUTES = [
     ("POST",   "/exec/{id}/start",              execs.start,                MODERN),
     ("POST",   "/exec/{id}/resize",             execs.resize,               MODERN),
     ("GET",    "/exec/{id}/json",               execs.inspect,              MODERN),
+
+    ("GET",    "/containers/{id}/archive",      archive.get,                MODERN),
+    ("HEAD",   "/containers/{id}/archive",      archive.head,               MODERN),
+    ("PUT",    "/containers/{id}/archive",      archive.put,                MODERN),
 
     ("GET",    "/images/json",                  images.list_json),
     ("GET",    "/images/viz",                   images.list_viz),

@@ -113,6 +113,10 @@ class ExecStore:
         with self._lock:
             self._records.pop(exec_id, None)
 
+    def ids_of(self, cid):
+        with self._lock:
+            return [e for e, r in self._records.items() if r.container_id == cid]
+
     def check_startable(self, exec_id):
         rec = self.get(exec_id)
         if rec.started:

@@ -29,8 +29,8 @@ from ..store.images import ImageStore, short
 from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
 from ..store.refs import parse_repo_tag, split_name
-from . import createconfig, etcfiles, execs, filters as flt, fsops, lifecycle as lc, mounts, plan as plans
-from . import dockerfile_changes, logs
+from . import archive, createconfig, etcfiles, execs, filters as flt, fsops, lifecycle as lc, mounts
+from . import dockerfile_changes, health, logs, plan as plans
 from .events import Bus, Overflow
 from .names import random_name
 from .restart import Restarts, wants_restart
@@ -51,6 +51,7 @@ class Engine:
         self.lifecycle = lc.Lifecycle(self.containers, self.events)
         self.runtime = Runtime(config)
         self.restarts = Restarts(self._restart)
+        self._health_runs = {}  # container id -> Event set when its run ends
         self.execs = execs.ExecStore()
         self.exec_runtime = exec_runtime.Execs()
         self.driver = None  # chosen at start: overlay2, or vfs where overlayfs cannot work
@@ -364,7 +365,7 @@ class Engine:
                               exec_ids=self._exec_ids(c.id), **extra)
 
     def _exec_ids(self, cid):
-        return []  # exec (engine.execs) fills this in
+        return self.execs.ids_of(cid)
 
     def container_inspect(self, ref, size=False):
         c = self.containers.get(ref)
@@ -503,6 +504,7 @@ class Engine:
             raise
         self.lifecycle.running(c, proc.pid)
         self._volume_events(c, "mount")
+        self._start_health(c)
         threading.Thread(target=self._watch, args=(c, proc), name=f"monitor-{c.short_id}",
                          daemon=True).start()
 
@@ -511,6 +513,9 @@ class Engine:
         the exit, and apply the restart policy or AutoRemove."""
         started = time.monotonic()
         ex = proc.monitor()
+        stop_health = self._health_runs.pop(c.id, None)
+        if stop_health is not None:
+            stop_health.set()
         with c.lock:
             if ex.oom_killed:
                 self.events.publish("container", "oom", c.id, image=c.config.get("Image"), name=c.name)
@@ -719,6 +724,24 @@ class Engine:
         self._event(c, "top")
         return out
 
+    def _start_health(self, c):
+        """The container's health monitor (engine.health), when its config has a check."""
+        check = c.config.get("Healthcheck") or {}
+        if not health.argv_of(check.get("Test")):
+            return
+        run_over = threading.Event()
+        self._health_runs[c.id] = run_over
+        self.lifecycle.health(c, health.initial())
+        health.Monitor(c, check, self._probe, self._health_result, run_over).start()
+
+    def _probe(self, c, argv, timeout):
+        return self.exec_capture(c.id, argv, timeout)
+
+    def _health_result(self, c, state, changed_to):
+        self.lifecycle.health(c, state)
+        if changed_to:
+            self._event(c, f"health_status: {changed_to}")
+
     def _volume_events(self, c, action):
         """dockerd's volume mount/unmount events, for the volumes (not binds) of `c`."""
         for m in c.data.get("mounts") or []:
@@ -923,6 +946,45 @@ class Engine:
     def exec_start(self, exec_id, conn=None, framed=False, error_format=None):
         """Start the exec. Detached (conn None): returns once it runs. Else
         serve its session on `conn` (hijacked) until its output ends."""
+        started = self._exec_launch(exec_id, conn, framed)
+        if started is None or conn is None:
+            return
+        rec, proc, plan = started
+        # The exec's stdin closes at the client's EOF (stdin_once), as with Docker.
+        target = attaching.StdinTarget(proc, rec.id, 0, True) if plan.open_stdin else None
+        try:
+            attaching.run(conn, f"exec {rec.id[:12]}", (), proc.feed, target, rec.tty, framed, error_format)
+        finally:
+            proc.feed.end()  # a client that left must not hold the process up
+
+    def exec_capture(self, ref, argv, timeout):
+        """Run `argv` in the running container as an exec and collect its output
+        (at most 4 KiB kept); returns (exit code, bytes). Past `timeout`
+        seconds the process is killed and the code is -1 (health checks)."""
+        exec_id = self.exec_create(ref, argv, stdout=True, stderr=True)
+        rec, proc, _ = self._exec_launch(exec_id, None, False, attached=True)
+        deadline = time.monotonic() + timeout
+        out = bytearray()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                proc.signal(signals.SIGKILL)
+                proc.feed.end()
+                return -1, f"Health check exceeded timeout ({timeout:g}s)".encode()
+            item = proc.feed.get(timeout=min(left, 1.0))
+            if item is None:
+                break
+            if item[0] != "timeout" and len(out) < 4096:
+                out += item[1][:4096 - len(out)]
+        # _watch_exec records the exit code before it ends the feed.
+        code = self.execs.get(exec_id).exit_code
+        self.execs.drop(exec_id)  # a probe every few seconds must not pile up records
+        return code, bytes(out)
+
+    def _exec_launch(self, exec_id, conn, framed, attached=None):
+        """Start the exec's process: (record, process, plan), or None when the
+        failure went in-band to `conn` (raises when there is no conn)."""
+        attached = conn is not None if attached is None else attached
         rec = self.execs.get(exec_id)
         try:
             c = self.containers.get(rec.container_id)
@@ -934,7 +996,7 @@ class Engine:
             if init is None:
                 raise errors.Conflict(f"Container {c.id} is not running")
             rec = self.execs.claim(exec_id)
-            plan = self._exec_plan(c, init, rec, attached=conn is not None)
+            plan = self._exec_plan(c, init, rec, attached=attached)
             try:
                 proc = self.exec_runtime.start(plan)
             except Exception as e:
@@ -953,19 +1015,12 @@ class Engine:
             except OSError:
                 pass
             conn.close_write()
-            return
+            return None
         self.events.publish("container", f"exec_start: {rec.command}", c.id, execID=rec.id,
                             image=c.config.get("Image"), name=c.name)
         threading.Thread(target=self._watch_exec, args=(c, rec, proc), name=f"exec-{rec.id[:12]}",
                          daemon=True).start()
-        if conn is None:
-            return
-        # The exec's stdin closes at the client's EOF (stdin_once), as with Docker.
-        target = attaching.StdinTarget(proc, rec.id, 0, True) if plan.open_stdin else None
-        try:
-            attaching.run(conn, f"exec {rec.id[:12]}", (), proc.feed, target, rec.tty, framed, error_format)
-        finally:
-            proc.feed.end()  # a client that left must not hold the process up
+        return rec, proc, plan
 
     def _exec_plan(self, c, init, rec, attached):
         """The container's Env, User and WorkingDir under the exec's own."""
@@ -1008,6 +1063,50 @@ class Engine:
         if proc is None:
             raise errors.Conflict(f"Exec {exec_id} is not running")
         proc.resize(h, w)
+
+    # -- archive ------------------------------------------------------------
+    # docker cp (GET/HEAD/PUT /containers/{id}/archive); engine.archive does
+    # the work and docs/archive.md says where the files are.
+
+    def _archive_open(self, c, write=False):
+        """The container's root (engine.archive.Opened); the caller holds c.lock."""
+        layers = self.images.layer_dirs(self.images.get(c.image))
+        return archive.open_root(c, self.runtime, layers, write)
+
+    def container_stat_path(self, ref, path):
+        """Docker's ContainerPathStat of `path` (a dict), for HEAD."""
+        c = self.containers.get(ref)
+        with c.lock, self._archive_open(c) as opened:
+            st, node = archive.stat_path(opened, path, ref)
+            node.close()
+        return st
+
+    def container_archive(self, ref, path):
+        """(stat, producer): the stat (404 before any byte is sent) and a
+        Stream producer writing the tar of what the stat describes. The lock
+        is held only while the root is opened: an open root stays valid
+        without it (a stopped container's read-only mount does not use its
+        upper dir as one, so it may start meanwhile)."""
+        c = self.containers.get(ref)
+        with c.lock:
+            opened = self._archive_open(c)
+        try:
+            st, node = archive.stat_path(opened, path, ref)
+        except BaseException:
+            opened.close()
+            raise
+        self.events.publish("container", "archive-path", c.id)
+        return st, archive.producer(opened, node, path)
+
+    def container_extract(self, ref, path, body, copy_uid_gid=False, no_overwrite_dir_non_dir=False):
+        """Extract the tar `body` under directory `path`. The lock is held
+        throughout: a stopped container's upper dir may be in use by one
+        mount only, so it cannot start meanwhile."""
+        c = self.containers.get(ref)
+        with c.lock, self._archive_open(c, write=True) as opened:
+            archive.extract(c, opened, path, ref, body, self._stack(c)[2], copy_uid_gid,
+                            no_overwrite_dir_non_dir)
+        self.events.publish("container", "extract-to-dir", c.id)
 
 
 def parse_signal(sig):

@@ -107,6 +107,14 @@ class Lifecycle:
         user's stop (engine.restart); `restart_count` counts starts by policy."""
         return self._move(c, STARTING, restart_count=restart_count, stopped_by_user=False)
 
+    def health(self, c, health):
+        """Record a health check's state (engine.health): not a move, and not
+        worth an fsync; the next durable move carries it too."""
+        with c.lock:
+            c.state["health"] = health
+            self.store.save(c, durable=False)
+            c.changed.notify_all()
+
     def stopped_by_user(self, c):
         """Record that a user stopped or killed `c`, for its restart policy. Not a
         move: persisted at once only when no exit will persist it."""

@@ -473,13 +473,19 @@ def _setxattr_at(dir_fd: int, name: Optional[str], key: str, value: bytes) -> No
 
 
 def _chmod_at(dir_fd: int, name: str, mode: int) -> None:
-    """chmod a just-created non-symlink node."""
+    """chmod a just-created non-symlink node. The destination may be a live
+    container's (docker cp), whose processes can swap the node for a symlink
+    at any moment: never chmod by a path that could be followed, only the
+    inode an O_PATH|O_NOFOLLOW fd holds."""
     try:
         os.chmod(name, mode, dir_fd=dir_fd, follow_symlinks=False)
     except (NotImplementedError, ValueError):
-        st = _lstat_at(dir_fd, name)
-        if st is not None and not stat.S_ISLNK(st.st_mode):
-            os.chmod(name, mode, dir_fd=dir_fd)
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            if not stat.S_ISLNK(os.fstat(fd).st_mode):
+                os.chmod(f"/proc/self/fd/{fd}", mode)
+        finally:
+            os.close(fd)
 
 
 def _rmtree_at(parent_fd: int, name: str) -> None:
@@ -557,8 +563,12 @@ class _Extractor:
 
     MAX_CACHED = 128
 
-    def __init__(self, root_fd: int):
+    def __init__(self, root_fd: int, whiteouts: bool = True, replace_types: bool = True,
+                 root_attrs: bool = True):
         self.root_fd = root_fd
+        self.whiteouts = whiteouts          # .wh. names are overlay markers, not files
+        self.replace_types = replace_types  # a dir may replace a non-dir and vice versa
+        self.root_attrs = root_attrs        # a "." member sets the destination's attributes
         self.cache: dict = {}
         self.dirs: dict = {}     # parts -> (mode, uid, gid, mtime_ns, xattrs)
         self.size = 0
@@ -628,6 +638,9 @@ class _Extractor:
         st = _lstat_at(pfd, name)
         if st is None:
             return None
+        if not self.replace_types and stat.S_ISDIR(st.st_mode) != keep_dir:
+            what = ("directory", "non-directory") if keep_dir else ("non-directory", "directory")
+            raise BadTar(f"{'/'.join(parts)!r}: cannot overwrite {what[1]} with {what[0]}")
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return st
@@ -641,13 +654,14 @@ class _Extractor:
     def apply(self, tf: tarfile.TarFile, ti: tarfile.TarInfo) -> None:
         member = ti.name
         parts = _normalize(ti.name, "name", member)
-        if parts and parts[-1].startswith(WHITEOUT_PREFIX):
+        if self.whiteouts and parts and parts[-1].startswith(WHITEOUT_PREFIX):
             self.whiteout(parts, ti)
             return
         if not parts:
             if not ti.isdir():
                 raise BadTar(f"{member!r}: a non-directory member names the root")
-            self.dirs[()] = (ti.mode & 0o7777, ti.uid, ti.gid, _mtime_ns(ti), _xattrs(ti))
+            if self.root_attrs:
+                self.dirs[()] = (ti.mode & 0o7777, ti.uid, ti.gid, _mtime_ns(ti), _xattrs(ti))
             return
         pfd = self.dir_fd(parts[:-1], member)
         name = parts[-1]
@@ -811,9 +825,18 @@ def _check_member(ti: tarfile.TarInfo, max_header: int) -> None:
 
 def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
             max_member_header: int = DEFAULT_MAX_MEMBER_HEADER,
-            on_progress: Optional[Callable[[int], None]] = None) -> ExtractResult:
+            on_progress: Optional[Callable[[int], None]] = None,
+            whiteouts: bool = True, replace_types: bool = True, root_attrs: bool = True,
+            owner: Optional[Tuple[int, int]] = None) -> ExtractResult:
     """Apply the tar stream ``fileobj`` (raw, gzip, bzip2 or xz) to the
     existing directory ``dest``.
+
+    The defaults apply an image layer. Copying into a container (docker cp)
+    differs: ``whiteouts=False`` keeps ``.wh.`` names as ordinary files;
+    ``replace_types=False`` refuses to replace a directory with a
+    non-directory or the reverse (BadTar); ``root_attrs=False`` ignores a
+    ``.`` member, leaving ``dest`` as it is; ``owner=(uid, gid)`` owns
+    everything written by that user instead of the members' own ids.
 
     ``on_progress(n)`` receives the number of bytes read so far from
     ``fileobj`` (compressed bytes if compressed), at most every ~1 MiB and
@@ -824,7 +847,7 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
     hasher = _Hasher(_open_decompressed(peek))
     info_cls = _bounded_tarinfo_class(max_member_header)
     root_fd = os.open(os.fspath(dest), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    ex = _Extractor(root_fd)
+    ex = _Extractor(root_fd, whiteouts, replace_types, root_attrs)
     ti = None
     try:
         try:
@@ -841,6 +864,8 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
                 break
             tf.members.clear()      # stream mode: do not accumulate members
             _check_member(ti, max_member_header)
+            if owner is not None:
+                ti.uid, ti.gid = owner
             ex.trim()
             try:
                 ex.apply(tf, ti)
@@ -905,7 +930,9 @@ Data = Union[None, bytes, str, os.PathLike, BinaryIO]
 
 
 class _Exactly:
-    """Reads exactly `size` bytes from `f`: zeros after an early EOF."""
+    """Reads exactly `size` bytes from `f`: zeros after an early EOF, or
+    after a read error (the header is out already; sysfs files of a live
+    container fail with EIO or EINVAL, and the archive must stay whole)."""
 
     def __init__(self, f, size):
         self._f, self._left = f, size
@@ -913,7 +940,13 @@ class _Exactly:
     def read(self, n=-1):
         if n is None or n < 0 or n > self._left:
             n = self._left
-        data = self._f.read(n) if n else b""
+        try:
+            data = (self._f.read(n) or b"") if n else b""
+        except OSError as e:
+            if e.errno in _HOST_ERRNOS - {errno.EIO}:
+                raise
+            log.debug("reading for the archive: %s; padding with zeros", e)
+            data, self._f = b"", io.BytesIO(b"")
         if len(data) < n:
             data += bytes(n - len(data))
         self._left -= len(data)
@@ -945,10 +978,20 @@ def write_tar(out: BinaryIO, entries: Iterable[Tuple[tarfile.TarInfo, Data]]) ->
             # them: skip what vanished and pad what shrank (as GNU tar does),
             # so the archive stays whole.
             try:
-                fd = os.open(data, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except FileNotFoundError:
+                # O_NONBLOCK: a live container may have put a FIFO there
+                # since it was listed; opening that must not hang us.
+                fd = os.open(data, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as e:
+                # vanished, swapped for a symlink (ELOOP), or unreadable even
+                # to root (some sysfs and securityfs files): left out, as
+                # Docker's tarballer leaves out what it cannot add
+                if e.errno not in (errno.ENOENT, errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENXIO):
+                    raise
+                log.debug("left out of the archive: %s", e)
                 continue
             with open(fd, "rb", buffering=0) as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    f = io.BytesIO(b"")    # no longer a file: zeros, as for a shrunk one
                 tf.addfile(ti, _Exactly(f, ti.size))
         else:
             tf.addfile(ti, data)

@@ -44,11 +44,13 @@ class Stream:
     when the client goes away so its cleanup runs.
     """
 
-    def __init__(self, chunks, content_type="application/json", on_error=None, status=200):
+    def __init__(self, chunks, content_type="application/json", on_error=None, status=200,
+                 headers=()):
         self.chunks = chunks
         self.content_type = content_type
         self.on_error = on_error
         self.status = status
+        self.headers = list(headers)
 
 
 class _BodyReader:

@@ -117,7 +117,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         chunked = self.request_version == "HTTP/1.1"
         if not chunked:
             self.close_connection = True
-        headers = [("Transfer-Encoding", "chunked")] if chunked else []
+        headers = stream.headers + ([("Transfer-Encoding", "chunked")] if chunked else [])
         self.wfile.write(self._head(stream.status, stream.content_type, headers))
         self.status_for_log = stream.status
 

@@ -586,3 +586,32 @@ def test_delete_force_of_a_running_container(api, busybox):
     assert r.status == 409 and "stop it first" in r.json()["message"]
     assert api.delete(f"{V}/containers/{cid}?force=1").status == 204
     assert api.get(f"{V}/containers/{cid}/json").status == 404
+
+
+# -- health checks ----------------------------------------------------------------------
+
+def test_health_check_runs_through_exec(api, busybox):
+    t0 = time.time()
+    ms = 1_000_000
+    cid = create(api, ["sleep", "60"], Healthcheck={"Test": ["CMD-SHELL", "test -f /tmp/ok && echo fine"],
+                                                    "Interval": 200 * ms, "Timeout": 2000 * ms, "Retries": 2})
+    try:
+        assert api.post(f"{V}/containers/{cid}/start").status == 204
+        assert inspect(api, cid, V)["State"]["Health"]["Status"] == "starting"
+        wait_for(lambda: inspect(api, cid, V)["State"]["Health"]["Status"] == "unhealthy", what="unhealthy")
+        h = inspect(api, cid, V)["State"]["Health"]
+        assert h["FailingStreak"] >= 2 and h["Log"][-1]["ExitCode"] == 1
+        row = [r for r in api.get(f"{V}/containers/json").json() if r["Id"] == cid][0]
+        assert row["Status"].endswith("(unhealthy)")
+        r = api.post(f"{V}/containers/{cid}/exec", {"Cmd": ["touch", "/tmp/ok"]})
+        assert r.status == 201
+        assert api.post(f"{V}/exec/{r.json()['Id']}/start", {"Detach": True}).status in (200, 204)
+        wait_for(lambda: inspect(api, cid, V)["State"]["Health"]["Status"] == "healthy", what="healthy")
+        h = inspect(api, cid, V)["State"]["Health"]
+        assert h["FailingStreak"] == 0 and h["Log"][-1]["Output"] == "fine\n" and len(h["Log"]) <= 5
+        evs = _events(api, f"since={t0}&until={time.time() + 0.1}&filters=" +
+                      q({"container": [cid], "event": ["health_status"]}))
+        assert [e["Action"] for e in evs][:2] == ["health_status: unhealthy", "health_status: healthy"]
+        assert [r["Id"] for r in api.get(f"{V}/containers/json?filters=" + q({"health": ["healthy"]})).json()] == [cid]
+    finally:
+        remove(api, cid)

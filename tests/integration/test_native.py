@@ -488,3 +488,48 @@ def test_concurrent_spawns(tmp_path):
     for t in threads:
         t.join(120)
     assert not errors, errors
+
+
+# -- detached mounts (docker cp on a stopped container) ----------------------
+
+def test_detached_overlay_and_binds_are_attached_nowhere(tmp_path):
+    from pyd import native
+    for d in ("lower", "upper", "work", "src", "ro"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "lower" / "vol").mkdir()
+    (tmp_path / "lower" / "rovol").mkdir()
+    (tmp_path / "lower" / "base").write_text("base\n")
+    (tmp_path / "src" / "in").write_text("src\n")
+    fd = native.overlay_mount_fd([str(tmp_path / "lower")], str(tmp_path / "upper"), str(tmp_path / "work"))
+    try:
+        for name, src, ro in (("vol", "src", False), ("rovol", "ro", True)):
+            t = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            try:
+                native.attach_bind(str(tmp_path / src), t, readonly=ro)
+            finally:
+                os.close(t)
+        with open(f"/proc/self/fd/{fd}/vol/in") as f:
+            assert f.read() == "src\n"
+        with open(f"/proc/self/fd/{fd}/vol/new", "w") as f:   # rw bind: into its source
+            f.write("n")
+        assert (tmp_path / "src" / "new").read_text() == "n"
+        with pytest.raises(OSError) as e:
+            open(f"/proc/self/fd/{fd}/rovol/x", "w")
+        assert e.value.errno == errno.EROFS
+        with open(f"/proc/self/fd/{fd}/written", "w") as f:  # the overlay: into its upper dir
+            f.write("w")
+        assert (tmp_path / "upper" / "written").read_text() == "w"
+        with open("/proc/self/mountinfo") as f:
+            assert str(tmp_path) not in f.read()
+    finally:
+        os.close(fd)
+    ro = native.tree_fd(str(tmp_path / "src"), readonly=True)
+    try:
+        with pytest.raises(OSError) as e:
+            open(f"/proc/self/fd/{ro}/y", "w")
+        assert e.value.errno == errno.EROFS
+    finally:
+        os.close(ro)
+    with pytest.raises(OSError) as e:
+        native.overlay_mount_fd([str(tmp_path / "nowhere")])
+    assert e.value.errno == errno.ENOENT

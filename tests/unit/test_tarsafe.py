@@ -496,3 +496,47 @@ def test_write_tar_roundtrip(tmp_path, dest):
     extract_bytes(out.getvalue(), dest)
     assert (dest / "data" / "big").read_bytes() == src.read_bytes()
     assert (dest / "data" / "small").read_bytes() == b"abc"
+
+
+# -- docker cp options -------------------------------------------------------
+
+def test_cp_options_keep_whiteout_names_as_files(tmp_path):
+    (tmp_path / "x").write_text("x")
+    tarsafe.extract(io.BytesIO(make_tar([member(".wh.x", data=b"w"),
+                                         member(".wh..wh..opq", data=b"o")])),
+                    tmp_path, whiteouts=False)
+    assert (tmp_path / "x").read_text() == "x"
+    assert (tmp_path / ".wh.x").read_bytes() == b"w"
+    assert (tmp_path / ".wh..wh..opq").read_bytes() == b"o"
+
+
+@pytest.mark.parametrize("existing,incoming", [("dir", "file"), ("file", "dir"), ("dir", "symlink")])
+def test_cp_options_refuse_type_replacement(tmp_path, existing, incoming):
+    if existing == "dir":
+        (tmp_path / "n").mkdir()
+        (tmp_path / "n" / "kept").write_text("k")
+    else:
+        (tmp_path / "n").write_text("k")
+    m = {"file": member("n", data=b"f"), "dir": member("n", tarfile.DIRTYPE, mode=0o755),
+         "symlink": member("n", tarfile.SYMTYPE, linkname="/")}[incoming]
+    with pytest.raises(BadTar, match="cannot overwrite"):
+        tarsafe.extract(io.BytesIO(make_tar([m])), tmp_path, replace_types=False)
+    assert (tmp_path / "n").is_dir() == (existing == "dir")
+    tarsafe.extract(io.BytesIO(make_tar([m])), tmp_path)   # the default replaces
+    kind = stat.S_IFMT(os.lstat(tmp_path / "n").st_mode)
+    assert kind == {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}[incoming]
+
+
+def test_cp_options_root_attrs_and_owner(tmp_path):
+    dest = tmp_path / "d"
+    dest.mkdir(mode=0o1777)
+    os.chmod(dest, 0o1777)
+    data = make_tar([member(".", tarfile.DIRTYPE, mode=0o700), member("f", data=b"f", uid=1234, gid=4321)])
+    tarsafe.extract(io.BytesIO(data), dest, root_attrs=False, owner=(7, 8))
+    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o1777
+    st = os.stat(dest / "f")
+    assert (st.st_uid, st.st_gid) == (7, 8)
+    tarsafe.extract(io.BytesIO(data), dest)
+    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o700
+    st = os.stat(dest / "f")
+    assert (st.st_uid, st.st_gid) == (1234, 4321)
