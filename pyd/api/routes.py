@@ -10,6 +10,7 @@ import re
 
 from .. import errors
 from . import archive, containers, execs, images, legacy, misc, modern, versions, volumes
+from .memo import Memo
 
 # A fourth column limits a route to one surface: MODERN endpoints did not
 # exist in v1.3 and are 404 there, as in a daemon of that time.
@@ -97,6 +98,7 @@ class Api:
 
     def __init__(self, routes=ROUTES):
         self.router = Router(routes)
+        self.memo = Memo()
         self._surfaces = {}  # version -> surface: they hold nothing but their version
 
     def negotiate(self, path):

@@ -386,6 +386,10 @@ class Engine:
         old = self.containers.rename(c, new)
         self.events.publish("container", "rename", c.id, oldName="/" + old, name=new, image=c.config.get("Image"))
 
+    def list_generation(self):
+        """Changes whenever a container or image list could: the API's memo key."""
+        return (self.containers.generation, self.images.generation, self.restarts.generation)
+
     def container_list(self, all_=False, limit=None, since=None, before=None, size=False, filters=None):
         f = filters or {}
         if "status" in f:

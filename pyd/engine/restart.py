@@ -50,6 +50,7 @@ class Restarts:
         self._lock = threading.Lock()
         self._timers = {}         # id -> Timer
         self._delays = {}         # id -> the next delay
+        self.generation = 0       # bumped when a restart is scheduled or ends: "restarting" changes
 
     def pending(self, cid):
         with self._lock:
@@ -67,6 +68,7 @@ class Restarts:
             t.name = f"restart-{c.short_id}"
             t.daemon = True
             self._timers[c.id] = t
+            self.generation += 1
         log.info("restarting %s in %.1fs (policy %s)", c.short_id, delay, policy_of(c)[0])
         t.start()
 
@@ -74,11 +76,13 @@ class Restarts:
         with self._lock:
             if self._timers.pop(cid, None) is None:
                 return  # cancelled
+            self.generation += 1
         self._start(cid)
 
     def cancel(self, cid, forget=False):
         with self._lock:
             t = self._timers.pop(cid, None)
+            self.generation += t is not None
             if forget:
                 self._delays.pop(cid, None)
         if t:

@@ -1,7 +1,6 @@
 """What the engine hands the API layer to project into wire shapes: copies
 of records plus the facts a projection needs, never the live records."""
 
-import copy
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -23,8 +22,19 @@ class ContainerView:
 
 def container_view(c, **extra):
     with c.lock:
-        data = copy.deepcopy(c.data)
+        data = tree_copy(c.data)
     return ContainerView(data, c.path, **extra)
+
+
+def tree_copy(obj):
+    """A deep copy of JSON-shaped data (dicts, lists, scalars): what a record
+    is. Several times faster than copy.deepcopy, which container lists pay once
+    per container."""
+    if isinstance(obj, dict):
+        return {k: tree_copy(v) if isinstance(v, (dict, list)) else v for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [tree_copy(v) if isinstance(v, (dict, list)) else v for v in obj]
+    return obj
 
 
 @dataclass

@@ -145,6 +145,7 @@ class Request:
         self.surface = surface
         self.headers = handler.headers
         self.engine = handler.server.app.engine
+        self.api = handler.server.app.api
         self.config = handler.server.app.config
         self.hijacked = None
         te = (self.headers.get("Transfer-Encoding") or "").lower()
@@ -155,6 +156,10 @@ class Request:
         if length < 0:
             raise errors.BadParameter("invalid Content-Length")
         self.body = _BodyReader(handler.rfile, length, chunked="chunked" in te)
+
+    def query_key(self):
+        """The query as a hashable value (for api.memo)."""
+        return tuple(sorted((k, tuple(v)) for k, v in self.query.items()))
 
     def arg(self, name, default=None):
         values = self.query.get(name)

@@ -104,6 +104,7 @@ class ContainerStore:
         self._lock = threading.RLock()
         self._by_id = {}
         self._names = {}  # name (no slash) -> id; a name is taken by create, before the record exists
+        self.generation = 0  # bumped by every change: lets the API reuse a projection (api.memo)
 
     def load(self):
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
@@ -140,10 +141,12 @@ class ContainerStore:
     def save(self, c, durable=True):
         with c.lock:
             atomic.write_json(c.file(RECORD), c.data, durable)
+            self.generation += 1
 
     def add(self, c):
         with self._lock:
             self._by_id[c.id] = c
+            self.generation += 1
 
     def discard(self, c):
         """Forget the container and remove its files. The record goes first, and
@@ -156,6 +159,7 @@ class ContainerStore:
             self._by_id.pop(c.id, None)
             if self._names.get(c.name) == c.id:
                 del self._names[c.name]
+            self.generation += 1
 
     # -- names -----------------------------------------------------------
 

@@ -76,6 +76,7 @@ class Image:
 
 class ImageStore:
     def __init__(self, config, layers):
+        self.generation = 0  # bumped by every change: lets the API reuse a projection (api.memo)
         self.dir = config.images_dir
         self.refs_path = config.refs_path
         self.layers = layers
@@ -138,6 +139,7 @@ class ImageStore:
 
     def _save_repos(self):
         atomic.write_json(self.refs_path, {"repositories": self._repos})
+        self.generation += 1
 
     # -- lookups -----------------------------------------------------------
 
@@ -249,6 +251,7 @@ class ImageStore:
                 return self._images[image_id]
             atomic.write_bytes(os.path.join(self.dir, check_id(image_id) + ".json"), raw)
             self._images[image_id] = img
+            self.generation += 1
         log.info("created image %s (parent %s)", short(image_id), short(img.parent) or "-")
         return img
 
@@ -340,6 +343,7 @@ class ImageStore:
     def _remove(self, image_id):
         atomic.unlink_quiet(os.path.join(self.dir, check_id(image_id) + ".json"))
         self._images.pop(image_id, None)
+        self.generation += 1
         log.info("deleted image %s", short(image_id))
 
     def collect(self):

@@ -615,3 +615,26 @@ def test_health_check_runs_through_exec(api, busybox):
         assert [r["Id"] for r in api.get(f"{V}/containers/json?filters=" + q({"health": ["healthy"]})).json()] == [cid]
     finally:
         remove(api, cid)
+
+
+def test_reused_list_replies_see_every_change_at_once(api, busybox):
+    """The list reply is memoized (api.memo) for identical requests; any change
+    of a record must show in the very next request, on both surfaces."""
+    for prefix in (V, ""):
+        before = api.get(f"{prefix}/containers/json?all=1").body
+        assert api.get(f"{prefix}/containers/json?all=1").body == before  # served again
+        cid = create(api, ["true"], name="memo-a")
+        ids = [r["Id"] for r in api.get(f"{prefix}/containers/json?all=1").json()]
+        assert cid in ids or cid[:12] in ids
+        api.post(f"{V}/containers/{cid}/rename?name=memo-b")
+        if prefix == V:
+            rows = api.get(f"{prefix}/containers/json?all=1").json()
+            assert ["/memo-b"] in [r["Names"] for r in rows]
+        assert api.post(f"{V}/containers/{cid}/start").status == 204
+        api.post(f"{V}/containers/{cid}/wait")
+        rows = api.get(f"{prefix}/containers/json?all=1").json()
+        row = [r for r in rows if cid.startswith(r["Id"])][0]
+        assert row["Status"].startswith("Exit")
+        remove(api, cid)
+        ids = [r["Id"] for r in api.get(f"{prefix}/containers/json?all=1").json()]
+        assert cid not in ids and cid[:12] not in ids
