@@ -163,7 +163,10 @@ def export(req):
 
 
 def top(req):
-    return Reply.json(req.surface.top(req.engine.container_top(req.params["id"]), req.arg("ps_args")))
+    cid, ps_args = req.params["id"], req.arg("ps_args")
+    # 1.4 and later run the host's ps with ps_args; v1.3 lists the processes from /proc.
+    procs = req.engine.container_ps(cid, ps_args) if req.surface.top_runs_ps else req.engine.container_top(cid)
+    return Reply.json(req.surface.top(procs, ps_args))
 
 
 def commit(req):

@@ -24,6 +24,7 @@ class Legacy:
     framed_output = False
     start_takes_host_config = True   # v1.3 gives Binds at start
     wait_flushes_head = False        # v1.3's wait answers once the container has stopped
+    top_runs_ps = False              # v1.3 top lists {PID, Tty, Time, Cmd} from /proc
 
     def __init__(self, version, negotiate=None):
         self.version = version
@@ -116,8 +117,9 @@ def human_duration(seconds):
 
 
 def status_string(state, now=None):
-    if state["status"] == "running":
-        return "Up " + human_duration((now or time.time()) - timefmt.iso_to_time(state["started_at"]))
+    if state["status"] in ("running", "paused"):
+        up = "Up " + human_duration((now or time.time()) - timefmt.iso_to_time(state["started_at"]))
+        return up + " (Paused)" if state["status"] == "paused" else up
     return f"Exit {state.get('exit_code', 0)}"
 
 
@@ -136,7 +138,7 @@ def container_inspect(view):
         "Path": d["argv"][0] if d["argv"] else "",
         "Args": list(d["argv"][1:]),
         "Config": createconfig.join(d["config"], d["host"]),  # v1.3's Config holds the host fields
-        "State": {"Running": st["status"] == "running", "Pid": st["pid"], "ExitCode": st["exit_code"],
+        "State": {"Running": st["status"] in ("running", "paused"), "Pid": st["pid"], "ExitCode": st["exit_code"],
                   "StartedAt": st["started_at"], "FinishedAt": st["finished_at"], "Ghost": False,
                   "OOMKilled": st["oom_killed"], "Error": st["error"]},
         "Image": d["image"],

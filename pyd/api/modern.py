@@ -30,6 +30,7 @@ class Modern:
     framed_output = True
     start_takes_host_config = False
     wait_flushes_head = True
+    top_runs_ps = True  # top is the host's ps with the client's ps_args (engine.container_ps)
 
     def __init__(self, version):
         self.version = version

@@ -9,7 +9,7 @@ surface, and match its route.
 import re
 
 from .. import errors
-from . import archive, containers, execs, images, legacy, misc, modern, versions, volumes
+from . import archive, cgroupops, containers, execs, images, legacy, misc, modern, versions, volumes
 from .memo import Memo
 
 # A fourth column limits a route to one surface: MODERN endpoints did not
@@ -52,6 +52,12 @@ ROUTES = [
     ("GET",    "/containers/{id}/archive",      archive.get,                MODERN),
     ("HEAD",   "/containers/{id}/archive",      archive.head,               MODERN),
     ("PUT",    "/containers/{id}/archive",      archive.put,                MODERN),
+
+    # cgroups: pause, stats, update (top with ps_args is containers.top's modern branch)
+    ("POST",   "/containers/{id}/pause",        cgroupops.pause,            MODERN),
+    ("POST",   "/containers/{id}/unpause",      cgroupops.unpause,          MODERN),
+    ("GET",    "/containers/{id}/stats",        cgroupops.stats,            MODERN),
+    ("POST",   "/containers/{id}/update",       cgroupops.update,           MODERN),
 
     ("GET",    "/images/json",                  images.list_json),
     ("GET",    "/images/viz",                   images.list_viz),

@@ -30,7 +30,7 @@ from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
 from ..store.refs import parse_repo_tag, split_name
 from . import archive, createconfig, etcfiles, execs, filters as flt, fsops, lifecycle as lc, mounts
-from . import dockerfile_changes, health, logs, plan as plans
+from . import dockerfile_changes, health, logs, plan as plans, resources
 from .events import Bus, Overflow
 from .names import random_name
 from .restart import Restarts, wants_restart
@@ -96,7 +96,7 @@ class Engine:
             self._remove_files(c, remove_volumes=False)
             return
         self.runtime.reap_orphan(c.id)
-        if c.status in (lc.RUNNING, lc.STARTING, "paused"):
+        if c.status in lc.ALIVE:
             code = 128 if c.status == lc.STARTING else 137
             self.lifecycle.exited(c, code, error="daemon restarted while the container was running")
             log.info("container %s was running when the daemon stopped; recorded as exited", c.short_id)
@@ -553,6 +553,12 @@ class Engine:
             if not c.running:
                 raise errors.Conflict(f"Container {c.id} is not running")
             self._process(c).signal(sig)
+            if c.paused and sig in (signals.SIGKILL, stop_signal(c)):
+                # As dockerd: the signal waits in the frozen processes; thawing delivers it.
+                try:
+                    self._thaw(c)
+                except errors.PydError as e:
+                    log.warning("%s", e)
         if event:
             self.events.publish("container", "kill", c.id, image=c.config.get("Image"), name=c.name,
                                 signal=str(sig))
@@ -572,9 +578,8 @@ class Engine:
                 if cancelled:
                     return
                 raise errors.NotModified(f"container {c.short_id} is not running")
-        sig = parse_signal(c.config.get("StopSignal") or "SIGTERM")
         try:
-            self._signal(c, sig, event=False)
+            self._signal(c, stop_signal(c), event=False)
         except errors.Conflict:
             return
         if not self.lifecycle.wait_stopped(c, max(timeout, 0)):
@@ -627,7 +632,7 @@ class Engine:
                 return c.exits > base
             if condition == "removed":
                 return c.status == lc.REMOVED
-            return c.status not in (lc.RUNNING, lc.STARTING, "paused") and not self.restarts.pending(c.id)
+            return c.status not in lc.ALIVE and not self.restarts.pending(c.id)
 
         def wait(timeout=None):
             while not self.lifecycle.wait_for(c, done, timeout=1.0):
@@ -910,7 +915,12 @@ class Engine:
                 base.update({k: v for k, v in body.items() if v not in (None, "", [], {})})
             body = dockerfile_changes.apply(base, changes)
         layers, driver, _ = self._stack(c)
-        img = fsops.commit(self.images, c, layers, driver, body, comment, author, self.config.tmp_dir)
+        paused_here = pause and self._pause_for_commit(c)
+        try:
+            img = fsops.commit(self.images, c, layers, driver, body, comment, author, self.config.tmp_dir)
+        finally:
+            if paused_here:
+                self._unpause_after_commit(c)
         self._event(c, "commit", comment=comment, imageID="sha256:" + img.id)
         if repo:
             self._tag(img.id, repo, tag, force=True)
@@ -927,6 +937,7 @@ class Engine:
         with c.lock:
             if not c.running:
                 raise errors.Conflict(f"Container {c.id} is not running")
+            self._refuse_if_paused(c)
             if privileged and not c.host.get("Privileged"):
                 raise errors.Conflict(f"cannot run a privileged exec in container {c.short_id}: "
                                       "the container itself is not privileged")
@@ -999,6 +1010,7 @@ class Engine:
             init = self.runtime.process(c.id) if c.running else None
             if init is None:
                 raise errors.Conflict(f"Container {c.id} is not running")
+            self._refuse_if_paused(c)
             rec = self.execs.claim(exec_id)
             plan = self._exec_plan(c, init, rec, attached=attached)
             try:
@@ -1111,6 +1123,119 @@ class Engine:
             archive.extract(c, opened, path, ref, body, self._stack(c)[2], copy_uid_gid,
                             no_overwrite_dir_non_dir)
         self.events.publish("container", "extract-to-dir", c.id)
+
+    # -- cgroups: pause, stats, update ---------------------------------------
+
+    def container_pause(self, ref):
+        """Freeze every process of a running container (the cgroup freezer)."""
+        c = self.containers.get(ref)
+        with c.lock:
+            self.lifecycle.check(c, lc.PAUSED)
+            try:
+                self._process(c).freeze()
+            except OSError as e:
+                raise errors.PydError(f"Cannot pause container {c.id}: {e.strerror or e}") from e
+            self.lifecycle.paused(c)
+
+    def container_unpause(self, ref):
+        c = self.containers.get(ref)
+        with c.lock:
+            self.lifecycle.check_unpause(c)
+            self._thaw(c)
+
+    def _thaw(self, c):
+        """Thaw a paused container (c.lock held) and record it running again."""
+        try:
+            self._process(c).thaw()
+        except OSError as e:
+            raise errors.PydError(f"Cannot unpause container {c.id}: {e.strerror or e}") from e
+        self.lifecycle.unpaused(c)
+
+    def container_stats(self, ref, stream=False, interval=1.0):
+        """Samples of a container's counters, as an iterator of dicts
+        {"id", "name", "read": RFC 3339 time, "stats": cgroups.Cgroup.stats()
+        or None when the container is not running}. One sample without
+        `stream`; with it, one per `interval` seconds until the container
+        stops (one last sample with stats None, then the end). Looks the
+        container up now, so a 404 comes before any output."""
+        c = self.containers.get(ref)
+        return self._stats_samples(c, stream, interval)
+
+    def _stats_samples(self, c, stream, interval):
+        while True:
+            with c.lock:
+                p = self.runtime.process(c.id) if c.running else None
+            stats = p.stats() if p is not None else None
+            yield {"id": c.id, "name": c.name, "read": timefmt.now_iso(), "stats": stats}
+            if not stream or stats is None:
+                return
+            # Wakes at once when the container stops: its last sample says so.
+            self.lifecycle.wait_stopped(c, interval)
+
+    def container_update(self, ref, body):
+        """Docker's update: new resource limits and restart policy, stored in
+        the record and applied at once to a running container's cgroup.
+        Returns the warnings (none today)."""
+        c = self.containers.get(ref)
+        with c.lock:
+            if c.status in (lc.REMOVING, lc.REMOVED):
+                raise errors.Conflict(f'Cannot update container {c.id}: container is marked for '
+                                      'removal and cannot be "update"')
+            changes, limits = resources.check_update(body, c.host, len(os.sched_getaffinity(0)))
+            before = dict(c.host)
+            c.host.update(changes)
+            self.containers.save(c)
+            p = self.runtime.process(c.id) if c.running else None
+            if p is not None:
+                try:
+                    p.update(**limits)
+                except OSError as e:
+                    c.host.clear()
+                    c.host.update(before)
+                    self.containers.save(c)
+                    raise errors.PydError(f"Cannot update container {c.id}: {e.strerror or e}") from e
+        self._event(c, "update")
+        return []
+
+    def _pause_for_commit(self, c):
+        """As dockerd: a running container is paused while its changes are read,
+        so the image is one moment of it. True if this call paused it."""
+        with c.lock:
+            if c.status != lc.RUNNING:
+                return False
+            self.container_pause(c.id)
+            return True
+
+    def _unpause_after_commit(self, c):
+        try:
+            self.container_unpause(c.id)
+        except errors.Conflict:
+            pass  # killed (and so thawed) meanwhile, or unpaused by a client
+
+    def _refuse_if_paused(self, c):
+        """An exec cannot start in a paused container (c.lock held): its process
+        would join the frozen cgroup and freeze midway through its setup."""
+        if c.paused:
+            raise errors.Conflict(f"Container {c.id} is paused, unpause the container before exec")
+
+    def container_ps(self, ref, ps_args=None):
+        """The modern top: (titles, rows) of the host's ps, for the container's processes."""
+        c = self.containers.get(ref)
+        with c.lock:
+            if not c.running:
+                raise errors.Conflict(f"Container {c.id} is not running")
+            p = self._process(c)
+        out = p.top(ps_args)
+        self._event(c, "top")
+        return out
+
+
+def stop_signal(c):
+    """The signal stop sends first: the config's StopSignal, else SIGTERM."""
+    try:
+        return parse_signal(c.config.get("StopSignal") or "SIGTERM")
+    except errors.BadParameter:
+        return signals.SIGTERM
 
 
 def parse_signal(sig):

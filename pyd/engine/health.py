@@ -68,6 +68,8 @@ class Monitor:
 
     def _loop(self):
         while not self.run_over.wait(self.interval):
+            if self.c.paused:  # as dockerd: no probes while the container is paused
+                continue
             began = timefmt.time_to_iso(time.time())
             try:
                 code, out = self.probe(self.c, self.argv, self.timeout)

@@ -6,6 +6,7 @@ writes a record's "state".
     created -> starting -> running -> exited -> starting ...
     created | exited -> removing -> (removed)
     starting -> created | exited          (the start failed)
+    running -> paused -> running | exited (the freezer; killed while paused)
 
 Anything else raises Conflict, or NotModified where the container already
 is where the client wants it.
@@ -19,6 +20,10 @@ kills every container, and a lost "starting" or "running" leaves the state
 before it (created, or the previous exit), where recovery would have put
 the container anyway but for its exit code; a "removing" record is followed
 by the durable removal of the record itself (store.containers.discard).
+"paused" is not durable either: its processes die with the power.
+
+A paused container is still running (Container.running, as Docker's
+State.Running): it can be signalled, stopped, inspected and attached to.
 """
 
 import logging
@@ -27,13 +32,15 @@ from .. import errors, timefmt
 
 log = logging.getLogger(__name__)
 
-CREATED, STARTING, RUNNING, EXITED, REMOVING, REMOVED = (
-    "created", "starting", "running", "exited", "removing", "removed")
+CREATED, STARTING, RUNNING, PAUSED, EXITED, REMOVING, REMOVED = (
+    "created", "starting", "running", "paused", "exited", "removing", "removed")
+ALIVE = (STARTING, RUNNING, PAUSED)  # a process exists or is being made
 
 TRANSITIONS = {
     CREATED: {STARTING, REMOVING},
     STARTING: {RUNNING, CREATED, EXITED},
-    RUNNING: {EXITED},
+    RUNNING: {EXITED, PAUSED},
+    PAUSED: {RUNNING, EXITED},
     EXITED: {STARTING, REMOVING},
     REMOVING: {REMOVED},
     REMOVED: set(),
@@ -42,8 +49,9 @@ TRANSITIONS = {
 DURABLE = {CREATED, EXITED}
 
 # The event each arrival publishes (Docker's action names where Docker has one).
-ACTIONS = {CREATED: "create", STARTING: None, RUNNING: "start", EXITED: "die",
+ACTIONS = {CREATED: "create", STARTING: None, RUNNING: "start", PAUSED: "pause", EXITED: "die",
            REMOVING: None, REMOVED: "destroy"}
+UNPAUSE = "unpause"  # the action of paused -> running
 
 
 def new_state():
@@ -52,7 +60,16 @@ def new_state():
 
 
 def refuse(c, old, new):
-    """The error for a move the state machine forbids."""
+    """The error for a move the state machine forbids (Docker's words where it has them)."""
+    if new == PAUSED:
+        if old == PAUSED:
+            return errors.Conflict(f"Container {c.id} is already paused")
+        return errors.Conflict(f"Container {c.id} is not running")
+    if new == STARTING and old == PAUSED:
+        return errors.Conflict(f"cannot start a paused container {c.short_id}, try unpause instead")
+    if new == REMOVING and old == PAUSED:
+        return errors.Conflict(f"You cannot remove a paused container {c.id}. Unpause and then stop "
+                               "the container before attempting removal or force remove")
     if new == STARTING and old in (RUNNING, STARTING):
         return errors.NotModified(f"container {c.short_id} is already running")
     if new == REMOVING and old in (RUNNING, STARTING):
@@ -79,12 +96,13 @@ class Lifecycle:
             if persist:
                 self.store.save(c, durable=new in DURABLE)
             c.changed.notify_all()
-        if ACTIONS[new]:
+        action = UNPAUSE if (old, new) == (PAUSED, RUNNING) else ACTIONS[new]
+        if action:
             attrs = {"image": c.config.get("Image") or c.image, "name": c.name}
             attrs.update(c.config.get("Labels") or {})
             if new == EXITED:
                 attrs["exitCode"] = c.state["exit_code"]
-            self.bus.publish("container", ACTIONS[new], c.id, **attrs)
+            self.bus.publish("container", action, c.id, **attrs)
         return old
 
     def check(self, c, new):
@@ -122,7 +140,7 @@ class Lifecycle:
             if c.state.get("stopped_by_user"):
                 return
             c.state["stopped_by_user"] = True
-            if c.status not in (RUNNING, STARTING, "paused"):
+            if c.status not in ALIVE:
                 self.store.save(c)
 
     def start_failed(self, c, back_to, error):
@@ -131,6 +149,22 @@ class Lifecycle:
     def running(self, c, pid):
         self._move(c, RUNNING, pid=pid, started_at=timefmt.now_iso(), exit_code=0,
                    finished_at=timefmt.ZERO_TIME, oom_killed=False, error="")
+
+    def paused(self, c):
+        """The freezer holds every process of the container (the caller froze it under c.lock)."""
+        self._move(c, PAUSED)
+
+    def check_unpause(self, c):
+        """running is reachable from starting too: unpause asks for paused itself."""
+        with c.lock:
+            if c.status != PAUSED:
+                raise errors.Conflict(f"Container {c.id} is not paused")
+
+    def unpaused(self, c):
+        """The freezer let go of the container's processes."""
+        with c.lock:
+            self.check_unpause(c)
+            self._move(c, RUNNING)
 
     def exited(self, c, code, oom_killed=False, error=""):
         self._move(c, EXITED, pid=0, exit_code=code, finished_at=timefmt.now_iso(),
@@ -146,7 +180,7 @@ class Lifecycle:
 
     def wait_stopped(self, c, timeout=None):
         with c.lock:
-            return c.changed.wait_for(lambda: c.status not in (RUNNING, STARTING, "paused"), timeout)
+            return c.changed.wait_for(lambda: c.status not in ALIVE, timeout)
 
     def wait_for(self, c, pred, timeout=None):
         """Block until pred(c) holds (checked at each move of `c`)."""

@@ -88,6 +88,28 @@ class Process:
         """[{pid, tty, time, cmd}] of every process in the container."""
         return procs.describe(self.cgroup.pids())
 
+    def top(self, ps_args=None):
+        """(titles, rows) of the host's ps for the container's processes."""
+        return procs.top(self.cgroup.pids(), ps_args)
+
+    # -- cgroup: freezer, counters, limits ---------------------------------
+
+    def freeze(self):
+        self.cgroup.freeze()
+
+    def thaw(self):
+        self.cgroup.thaw()
+
+    def stats(self):
+        """The cgroup's counters (cgroups.Cgroup.stats); None once the cgroup is
+        gone (the process exited and the monitor removed it)."""
+        stats = self.cgroup.stats()
+        return stats if self.cgroup.exists() else None
+
+    def update(self, **limits):
+        """New limits for the live cgroup (cgroups.Cgroup.update's arguments)."""
+        self.cgroup.update(**limits)
+
     # -- the monitor -----------------------------------------------------
 
     def monitor(self):
@@ -228,7 +250,11 @@ class Runtime:
                     keep.append(stdin_w)
                     close_after.append(in_r)
                     spec.stdin = in_r
-            cg.create(plan.memory, plan.memory_swap)
+            # getattr: the plan's pids and cpu fields come from a parallel change.
+            cg.create(plan.memory, plan.memory_swap, pids_limit=getattr(plan, "pids_limit", 0) or 0,
+                      cpu_shares=getattr(plan, "cpu_shares", 0) or 0,
+                      cpu_quota=getattr(plan, "cpu_quota", 0) or 0,
+                      cpu_period=getattr(plan, "cpu_period", 0) or 0)
             # On cgroup v1 the child joins its cgroups itself, through these fds.
             joins = cg.self_join_files()
             if joins is not None:

@@ -84,8 +84,12 @@ class Container:
 
     @property
     def running(self):
-        """True while it has a process, paused or not."""
+        """True while it has a process, paused or not (Docker's State.Running)."""
         return self.status in ("running", "paused")
+
+    @property
+    def paused(self):
+        return self.status == "paused"
 
     def file(self, *names):
         return os.path.join(self.path, *names)
