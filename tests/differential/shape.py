@@ -22,6 +22,7 @@ DATA_MAPS = (
     "*ExposedPorts", "*.Ports", "*Volumes", "*GraphDriver.Data", "*LogConfig.Config",
     "*Sysctls", "*StorageOpt", "*.Status", "Status", "*Tmpfs", "*Annotations",
     "*IndexConfigs", "*Runtimes",
+    "memory_stats.stats",  # the cgroup's memory.stat, keyed by what the kernel reports
 )
 
 SCALARS = {str: "str", bool: "bool", int: "int", float: "float", type(None): "null"}
