@@ -91,6 +91,16 @@ class TestSystem:
         assert isinstance(info["Containers"], int) and info["Images"] >= 1
 
 
+    def test_keep_alive_survives_an_unknown_endpoint_with_a_body(self, client):
+        """requests reuses its connection: the body of a request answered 404 must not
+        be read as the next request (the SDK would see garbage or a hang)."""
+        for path in ("/containers/sdk-nosuch/no-such-endpoint", "/exec/sdk-nosuch/start"):
+            r = client.api._post_json(client.api._url(path), data={"Detach": True, "Cmd": ["true"]})
+            assert r.status_code == 404
+            assert client.ping() is True
+            assert client.version()["ApiVersion"] == "1.41"
+
+
 class TestRun:
     def test_run_attached_returns_output(self, client, name):
         out = client.containers.run("busybox", ["sh", "-c", "echo out; echo err >&2"], name=name(), stderr=True)
