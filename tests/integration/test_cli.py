@@ -548,6 +548,25 @@ class TestEvents:
         assert len(evs) == 1 and evs[0]["Action"] == "die" and evs[0]["Actor"]["Attributes"]["exitCode"] == "0"
         assert isinstance(evs[0]["timeNano"], int) and evs[0]["scope"] == "local"
 
+    def test_live_stream(self, cli, name):
+        """`docker events` without --until follows: a container's events arrive while it runs."""
+        n = name()
+        p = subprocess.Popen(cli.argv("events", "--filter", f"container={n}", "--format", "{{.Action}}"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli.env, text=True)
+        try:
+            time.sleep(0.5)  # the stream is open before the container exists
+            run(cli, "--name", n, "busybox", "true")
+            seen, deadline = [], time.monotonic() + 20
+            while "die" not in seen and time.monotonic() < deadline:
+                line = p.stdout.readline()
+                if not line:
+                    break
+                seen.append(line.strip())
+            assert seen[:1] == ["create"] and "start" in seen and "die" in seen, seen
+        finally:
+            p.kill()
+            p.wait(10)
+
     def test_image_and_volume_events(self, cli):
         since = int(time.time()) - 1
         ref = f"cli-ev-{uuid.uuid4().hex[:8]}:v1"
