@@ -198,7 +198,7 @@ def pyd_command(binary, tmpdir):
     return cmd, " ".join(os.path.basename(c) for c in cmd)
 
 
-def report(targets, args, label_of_pyd):
+def report(targets, label_of_pyd):
     res = {"meta": readme.run_meta([label_of_pyd]), "argv": sys.argv[1:], "anchors": ANCHORS, "targets": TARGETS,
            "daemons": {}}
     for t in targets:
@@ -285,7 +285,7 @@ def main():
         finally:
             for _, d in daemons:
                 d.stop()
-    res = report(targets, args, label)
+    res = report(targets, label)
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS + ".tmp", "w") as f:
         json.dump(res, f, indent=2)

@@ -85,7 +85,7 @@ def describe_body(resp):
     media = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
     body = resp.body
     if not body:
-        return f"empty", None, None
+        return "empty", None, None
     if media == "application/x-tar":
         return "tar", None, tar_names(body)
     if media in ("application/vnd.docker.raw-stream", "application/vnd.docker.multiplexed-stream"):
