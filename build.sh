@@ -59,6 +59,7 @@ venv() {
 }
 
 native() {
+    apt_need gcc libc6-dev  # pyd-init (native/init.c) links statically against libc.a
     say "compiling the native shim (cffi, API mode)"
     "$VENV/bin/python" native/build.py
     local commit

@@ -74,11 +74,29 @@
 #define PYD_MAXSYMLINKS 40
 #define PYD_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-/* Docker's default capability set:
- * CHOWN(0) DAC_OVERRIDE(1) FOWNER(3) FSETID(4) KILL(5) SETGID(6) SETUID(7)
- * SETPCAP(8) NET_BIND_SERVICE(10) NET_RAW(13) SYS_CHROOT(18) MKNOD(27)
- * AUDIT_WRITE(29) SETFCAP(31) = 0xa80425fb. */
-#define PYD_DEFAULT_CAPS 0xa80425fbULL
+/* The pyd-init executable (native/init.c, linked statically by
+ * native/build.py), carried in this library's read-only data. */
+#ifndef PYD_INIT_PATH
+#error "PYD_INIT_PATH: native/build.py names the pyd-init executable to embed"
+#endif
+__asm__(".section .rodata\n"
+        ".balign 16\n"
+        ".globl pyd_init_start\n"
+        ".hidden pyd_init_start\n"
+        "pyd_init_start:\n"
+        ".incbin \"" PYD_INIT_PATH "\"\n"
+        ".globl pyd_init_end\n"
+        ".hidden pyd_init_end\n"
+        "pyd_init_end:\n"
+        ".previous\n");
+extern const unsigned char pyd_init_start[] __attribute__((visibility("hidden")));
+extern const unsigned char pyd_init_end[] __attribute__((visibility("hidden")));
+
+const unsigned char *pyd_init_image(size_t *size)
+{
+    *size = (size_t)(pyd_init_end - pyd_init_start);
+    return pyd_init_start;
+}
 
 /* ------------------------------------------------------------------ */
 /* Tables (also used by pyd_step_object to name what failed)           */
@@ -112,6 +130,10 @@ static const char *const step_names[PYD_STEP_COUNT] = {
     [PYD_STEP_EXEC_CLONE] = "clone",
     [PYD_STEP_EXEC_PID] = "pid",
     [PYD_STEP_NO_NEW_PRIVS] = "no_new_privs",
+    [PYD_STEP_TMPFS] = "tmpfs",
+    [PYD_STEP_HOST_DEVICE] = "devices",
+    [PYD_STEP_ROOT_READONLY] = "readonly-rootfs",
+    [PYD_STEP_INIT] = "init",
 };
 
 /* API filesystems, mounted in this order.  /dev is populated (devices
@@ -126,6 +148,7 @@ struct mount_entry {
 };
 
 #define MOUNT_DEV_INDEX 1
+#define MOUNT_SYS_INDEX 5
 static const struct mount_entry mounts[] = {
     {"/proc", "proc", "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL, 0},
     {"/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k", 0},
@@ -486,6 +509,37 @@ static void populate_dev(const struct child_ctx *c, int devfd)
     }
 }
 
+/* The spec's extra device nodes (a privileged container's host devices),
+ * after the default ones: a node that is already there (null, tty...) is
+ * kept.  Parent directories (/dev/input, /dev/bus/usb/001) are created. */
+static void make_devices(const struct child_ctx *c, int rootfd)
+{
+    const struct pyd_spec *s = c->spec;
+    char parent[PYD_PATH_MAX];
+    for (int i = 0; i < s->ndevices; i++) {
+        const struct pyd_device *d = &s->devices[i];
+        const char *slash = strrchr(d->path, '/');
+        size_t plen;
+        int pfd, r;
+        if (!slash || slash[1] == '\0' || strncmp(d->path, "/dev/", 5) != 0)
+            child_fail(c, PYD_STEP_HOST_DEVICE, i, EINVAL);
+        plen = (size_t)(slash - d->path);
+        if (plen >= sizeof parent)
+            child_fail(c, PYD_STEP_HOST_DEVICE, i, ENAMETOOLONG);
+        memcpy(parent, d->path, plen);
+        parent[plen] = '\0';
+        pfd = open_in_root(rootfd, parent, CREATE_DIR);
+        if (pfd < 0)
+            child_fail(c, PYD_STEP_HOST_DEVICE, i, -pfd);
+        r = mknodat(pfd, slash + 1, d->mode, makedev(d->major, d->minor));
+        if (r < 0 && errno != EEXIST)
+            child_fail(c, PYD_STEP_HOST_DEVICE, i, errno);
+        if (r == 0 && fchownat(pfd, slash + 1, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
+            child_fail(c, PYD_STEP_HOST_DEVICE, i, errno);
+        close(pfd);
+    }
+}
+
 /* Steps 3-4: API filesystems, /dev, masked and read-only paths. */
 static void setup_mounts(const struct child_ctx *c, int rootfd)
 {
@@ -494,7 +548,11 @@ static void setup_mounts(const struct child_ctx *c, int rootfd)
 
     for (int i = 0; i < NMOUNTS; i++) {
         const struct mount_entry *m = &mounts[i];
-        r = mount_in_root(rootfd, m->target, CREATE_DIR, m->source, m->type, m->flags, m->data);
+        unsigned long flags = m->flags;
+        /* Docker gives a privileged container a writable /sys. */
+        if (i == MOUNT_SYS_INDEX && c->spec->privileged)
+            flags &= ~MS_RDONLY;
+        r = mount_in_root(rootfd, m->target, CREATE_DIR, m->source, m->type, flags, m->data);
         if (r < 0 && !m->optional)
             child_fail(c, PYD_STEP_MOUNT, i, -r);
         if (i == MOUNT_DEV_INDEX) {
@@ -504,8 +562,13 @@ static void setup_mounts(const struct child_ctx *c, int rootfd)
                 child_fail(c, PYD_STEP_MOUNT, i, -devfd);
             populate_dev(c, devfd);
             close(devfd);
+            make_devices(c, rootfd);
         }
     }
+
+    /* Privileged: nothing masked, nothing read-only (as Docker). */
+    if (c->spec->privileged)
+        return;
 
     /* Masked paths: files get the container's /dev/null bound on them,
      * directories an empty read-only tmpfs.  Missing paths are fine. */
@@ -554,11 +617,26 @@ static void setup_mounts(const struct child_ctx *c, int rootfd)
     }
 }
 
-/* Step 5: the spec's bind mounts (volumes and /etc/hosts & co). */
+/* Tmpfs number t, on its target inside the root (created if missing). */
+static void mount_tmpfs(const struct child_ctx *c, int rootfd, int t)
+{
+    const struct pyd_tmpfs *m = &c->spec->tmpfs[t];
+    int r = mount_in_root(rootfd, m->target, CREATE_DIR, "tmpfs", "tmpfs", m->flags, m->data);
+    if (r < 0)
+        child_fail(c, PYD_STEP_TMPFS, t, -r);
+}
+
+/* Step 5: the spec's bind mounts (volumes and /etc/hosts & co), with the
+ * tmpfs mounts in between where their before_bind puts them. */
 static void setup_binds(const struct child_ctx *c, int rootfd)
 {
     const struct pyd_spec *s = c->spec;
-    for (int i = 0; i < s->nbinds; i++) {
+    int t = 0;
+    for (int i = 0; i <= s->nbinds; i++) {
+        while (t < s->ntmpfs && s->tmpfs[t].before_bind <= i)
+            mount_tmpfs(c, rootfd, t++);
+        if (i == s->nbinds)
+            break;
         const struct pyd_bind *b = &s->binds[i];
         struct stat st;
         int r;
@@ -724,9 +802,23 @@ static void drop_privileges(const struct child_ctx *c)
 {
     const struct pyd_spec *s = c->spec;
     int last = s->cap_last_cap > 0 ? s->cap_last_cap : 63;
+    unsigned long long caps = s->caps;
 
+    /* Capabilities the kernel does not have cannot be kept (capset would
+     * refuse them). */
+    if (last < 63)
+        caps &= (1ULL << (last + 1)) - 1;
+    /* Privileged means every capability the daemon itself has: a daemon
+     * started without some (a restricted outer container) still runs. */
+    if (s->privileged) {
+        struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct cur[2];
+        if (syscall(SYS_capget, &hdr, cur) < 0)
+            child_fail(c, PYD_STEP_CAPSET, -1, errno);
+        caps &= ((unsigned long long)cur[1].permitted << 32) | cur[0].permitted;
+    }
     for (int cap = 0; cap <= last; cap++) {
-        if (PYD_DEFAULT_CAPS & (1ULL << cap))
+        if (caps & (1ULL << cap))
             continue;
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
             /* Probing without cap_last_cap: EINVAL marks the end. */
@@ -745,14 +837,14 @@ static void drop_privileges(const struct child_ctx *c)
         child_fail(c, PYD_STEP_SETRESUID, -1, errno);
 
     /* A non-root uid lost every capability in setresuid (no KEEPCAPS).
-     * Root keeps the full set: trim permitted/effective to the default 14
-     * and empty the inheritable set. */
+     * Root keeps the full set: trim permitted/effective to the spec's set
+     * (Docker's 14 by default) and empty the inheritable set. */
     if (s->uid == 0) {
         struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
         struct __user_cap_data_struct data[2];
         memset(data, 0, sizeof data);
-        data[0].effective = data[0].permitted = (uint32_t)(PYD_DEFAULT_CAPS & 0xffffffffULL);
-        data[1].effective = data[1].permitted = (uint32_t)(PYD_DEFAULT_CAPS >> 32);
+        data[0].effective = data[0].permitted = (uint32_t)(caps & 0xffffffffULL);
+        data[1].effective = data[1].permitted = (uint32_t)(caps >> 32);
         if (syscall(SYS_capset, &hdr, data) < 0)
             child_fail(c, PYD_STEP_CAPSET, -1, errno);
     }
@@ -818,6 +910,38 @@ static void __attribute__((noreturn)) do_exec(const struct child_ctx *c)
     child_fail(c, PYD_STEP_EXEC, -1, seen_eacces ? EACCES : ENOENT);
 }
 
+/* "/" (the pivoted root) read-only, repeating its other flags: a bind
+ * remount replaces them. */
+static void remount_root_ro(const struct child_ctx *c)
+{
+    int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    unsigned long fl;
+    if (fd < 0)
+        child_fail(c, PYD_STEP_ROOT_READONLY, -1, errno);
+    fl = mount_flags_of(fd);
+    close(fd);
+    if (mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | fl, NULL) < 0)
+        child_fail(c, PYD_STEP_ROOT_READONLY, -1, errno);
+}
+
+/* Exec pyd-init (spec->init_fd) as pid 1; spec->argv is its argv.  It
+ * gets the error pipe as fd 3 (not close-on-exec) to report its child's
+ * exec failure; EOF reaches the parent once that child has exec'd. */
+static void __attribute__((noreturn)) exec_init(const struct child_ctx *c)
+{
+    const struct pyd_spec *s = c->spec;
+    int init_fd = s->init_fd;
+    /* Fd 3 is about to become the pipe: move the executable off it. */
+    if (init_fd == 3 && (init_fd = fcntl(3, F_DUPFD_CLOEXEC, 4)) < 0)
+        child_fail(c, PYD_STEP_INIT, -1, errno);
+    if (c->err_fd != 3 && dup2(c->err_fd, 3) < 0)
+        child_fail(c, PYD_STEP_INIT, -1, errno);
+    if (fcntl(3, F_SETFD, 0) < 0)
+        child_fail(c, PYD_STEP_INIT, -1, errno);
+    syscall(SYS_execveat, init_fd, "", s->argv, s->envp, AT_EMPTY_PATH);
+    child_fail(c, PYD_STEP_INIT, -1, errno);
+}
+
 static void __attribute__((noreturn)) child_main(const struct child_ctx *c)
 {
     const struct pyd_spec *s = c->spec;
@@ -862,7 +986,8 @@ static void __attribute__((noreturn)) child_main(const struct child_ctx *c)
 
     /* 5. Bind mounts, then networking basics. */
     setup_binds(c, rootfd);
-    setup_loopback(c);
+    if (!s->share_netns)
+        setup_loopback(c);
 
     /* 6. Switch root.  pivot_root(".", ".") stacks the old root on top of
      * the new one; detaching "." then removes it (no put_old directory). */
@@ -887,6 +1012,12 @@ static void __attribute__((noreturn)) child_main(const struct child_ctx *c)
         if (chdir(s->cwd) < 0)
             child_fail(c, PYD_STEP_CWD, -1, errno);
     }
+
+    /* ReadonlyRootfs: only the root mount itself (as runc), after the
+     * working directory was made; /dev, /proc, binds, tmpfs and the
+     * /etc/hosts, hostname and resolv.conf binds stay as they are. */
+    if (s->readonly_rootfs)
+        remount_root_ro(c);
 
     /* 7. Standard streams. */
     if (s->tty)
@@ -940,6 +1071,8 @@ static void __attribute__((noreturn)) child_main(const struct child_ctx *c)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
     }
+    if (s->init_fd >= 0)
+        exec_init(c);
     do_exec(c);
 }
 
@@ -977,6 +1110,9 @@ int pyd_spawn(const struct pyd_spec *spec, struct pyd_result *res)
     sigset_t all, old;
     long pid;
     int err;
+    /* NetworkMode host: the daemon's own net namespace. */
+    const int ns_flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID |
+                         (spec && spec->share_netns ? 0 : CLONE_NEWNET);
 
     res->pid = -1;
     res->err_fd = res->sync_fd = res->tty_sock = -1;
@@ -1013,15 +1149,13 @@ int pyd_spawn(const struct pyd_spec *spec, struct pyd_result *res)
             pid = -1;
         } else {
             pid = clone(vfork_child, stack + PYD_CHILD_STACK,
-                        CLONE_VM | CLONE_VFORK | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
-                        CLONE_NEWPID | CLONE_NEWNET | SIGCHLD, &a);
+                        CLONE_VM | CLONE_VFORK | ns_flags | SIGCHLD, &a);
             err = errno;
             munmap(stack, PYD_CHILD_STACK);
             errno = err;
         }
     } else {
-        pid = syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID |
-                      CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0);
+        pid = syscall(SYS_clone, ns_flags | SIGCHLD, 0, 0, 0, 0);
     }
     if (pid == 0) {
         struct child_ctx c = {spec, errp[1], syncp[0], sv[1]};

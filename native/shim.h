@@ -58,6 +58,11 @@ enum pyd_step {
     PYD_STEP_EXEC_CLONE,       /* cloning the process inside the pid ns  */
     PYD_STEP_EXEC_PID,         /* not a failure: index is the new pid    */
     PYD_STEP_NO_NEW_PRIVS,     /* prctl(PR_SET_NO_NEW_PRIVS)             */
+    /* launch options (HostConfig) */
+    PYD_STEP_TMPFS,            /* tmpfs mounts (index: spec->tmpfs)      */
+    PYD_STEP_HOST_DEVICE,      /* privileged: host devices (index: spec->devices) */
+    PYD_STEP_ROOT_READONLY,    /* remount "/" read-only (ReadonlyRootfs) */
+    PYD_STEP_INIT,             /* exec of pyd-init, or pyd-init's fork    */
     PYD_STEP_COUNT
 };
 
@@ -66,6 +71,29 @@ struct pyd_bind {
     const char *source;
     const char *target;
     int readonly;
+};
+
+/* One tmpfs mount on container path `target`; flags and data are mount(2)'s
+ * (MS_NOSUID... and "size=64m,mode=1777").  It is mounted just before bind
+ * number `before_bind` (nbinds: after all of them), so that mounts nest in
+ * the order of their targets whichever list they came from. */
+struct pyd_tmpfs {
+    const char *target;
+    unsigned long flags;
+    const char *data;
+    int before_bind;
+};
+
+/* One device node made in the container's /dev (privileged containers get
+ * the host's): `path` is absolute and under /dev; mode has the S_IFCHR or
+ * S_IFBLK type bits and the permissions. */
+struct pyd_device {
+    const char *path;
+    unsigned int mode;
+    unsigned int major;
+    unsigned int minor;
+    uid_t uid;
+    gid_t gid;
 };
 
 struct pyd_spec {
@@ -106,6 +134,21 @@ struct pyd_spec {
      * on both sides until exec).  There is no go-ahead then: the parent can
      * do nothing between setup and exec (no cgroup joining by pid).       */
     int vfork;
+    /* Launch options (Docker's HostConfig). */
+    /* Bounding, permitted and effective set, bit n for capability n; bits
+     * above cap_last_cap are ignored.  0 is a valid set (CapDrop ALL).    */
+    unsigned long long caps;
+    int privileged;              /* no masked or read-only paths, /sys rw */
+    int readonly_rootfs;         /* "/" read-only once everything is set up */
+    int share_netns;             /* 1: no new net namespace (NetworkMode host) */
+    int ntmpfs;                  /* ordered by before_bind                */
+    const struct pyd_tmpfs *tmpfs;
+    int ndevices;                /* nodes made in /dev after the defaults */
+    const struct pyd_device *devices;
+    /* -1, or an fd of the pyd-init executable (see pyd_init_image): it is
+     * exec'd as pid 1 with argv "pyd-init -- <argv...>" and the error pipe
+     * as its fd 3; it runs argv as its child (native/init.c).            */
+    int init_fd;
 };
 
 /* What the parent gets back from pyd_spawn. */
@@ -134,6 +177,11 @@ int pyd_mount(const char *source, const char *target, const char *fstype,
               unsigned long flags, const char *data);
 int pyd_umount(const char *target, int flags);
 int pyd_set_pdeathsig(int sig);
+
+/* The pyd-init executable built into the shim (native/init.c, linked
+ * statically, so it runs in any image): the caller writes these bytes to a
+ * sealed memfd and passes it as spec->init_fd. */
+const unsigned char *pyd_init_image(size_t *size);
 
 /* Name of a step, e.g. "pivot_root"; "unknown" when out of range. */
 const char *pyd_step_name(int step);

@@ -19,6 +19,7 @@ failed, and the child has called ``_exit(127)``.
 """
 
 import errno
+import fcntl
 import os
 import signal
 import struct
@@ -36,6 +37,14 @@ _MOUNT_DATA_MAX = 4095
 
 _DEFAULT_CWD = "/"
 
+# Docker's default capability set, bit n for capability n: CHOWN DAC_OVERRIDE
+# FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE NET_RAW SYS_CHROOT
+# MKNOD AUDIT_WRITE SETFCAP.
+DEFAULT_CAPS = 0xA80425FB
+
+# pyd-init's fixed arguments before the command (native/init.c).
+_INIT_ARGV = ["pyd-init", "--"]
+
 
 @dataclass
 class LaunchSpec:
@@ -49,6 +58,13 @@ class LaunchSpec:
     container_target, readonly)`` tuples, also used for /etc/hosts & co.
     ``stdin``/``stdout``/``stderr`` are fds (None: /dev/null); they are
     ignored with ``tty=True``.
+
+    Launch options: ``caps`` is the capability set (bit n: capability n);
+    ``share_netns`` keeps the daemon's network namespace; ``tmpfs`` holds
+    ``(target, mount flags, data, before_bind)`` ordered by before_bind, the
+    index of the bind each is mounted before; ``devices`` holds ``(path,
+    st_mode, major, minor, uid, gid)`` nodes made in /dev; ``init`` runs
+    argv under pyd-init as pid 1.
     """
 
     rootfs: str
@@ -73,6 +89,13 @@ class LaunchSpec:
     # (see native/shim.h); their paths, for error messages.
     cgroup_fds: Sequence[int] = ()
     cgroup_paths: Sequence[str] = ()
+    caps: int = DEFAULT_CAPS
+    privileged: bool = False
+    readonly_rootfs: bool = False
+    share_netns: bool = False
+    tmpfs: Sequence[Tuple[str, int, str, int]] = ()
+    devices: Sequence[Tuple[str, int, int, int, int, int]] = ()
+    init: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,8 +169,28 @@ def _cap_last_cap() -> int:
         return 0  # the child then probes until EINVAL
 
 
+def _init_memfd(ffi, lib) -> int:
+    """A sealed memfd holding pyd-init, for the child to exec.  Sealed (as
+    runc's cloned binary) so that no container can write to the executable
+    that other containers run as their pid 1 through /proc/1/exe."""
+    size = ffi.new("size_t *")
+    image = ffi.buffer(lib.pyd_init_image(size), size[0])
+    fd = os.memfd_create("pyd-init", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(image)
+        while view:
+            view = view[os.write(fd, view):]
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK |
+                    fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _to_c(ffi, spec: LaunchSpec, keep: list):
-    """Build struct pyd_spec; every cffi buffer goes into ``keep``."""
+    """Build struct pyd_spec; every cffi buffer goes into ``keep``.
+    c.init_fd is left -1: spawn opens pyd-init."""
 
     def cstr(value, what):
         if value is None:
@@ -218,6 +261,40 @@ def _to_c(ffi, spec: LaunchSpec, keep: list):
     c.stderr_fd = -1 if spec.stderr is None else spec.stderr
     c.cap_last_cap = _cap_last_cap()
     c.ncgroup_fds, c.cgroup_fds = number_array("int", spec.cgroup_fds)
+    c.caps = spec.caps
+    c.privileged = 1 if spec.privileged else 0
+    c.readonly_rootfs = 1 if spec.readonly_rootfs else 0
+    c.share_netns = 1 if spec.share_netns else 0
+    tmpfs = list(spec.tmpfs)
+    c.ntmpfs = len(tmpfs)
+    c.tmpfs = ffi.NULL
+    if tmpfs:
+        if [t[3] for t in tmpfs] != sorted(t[3] for t in tmpfs):
+            raise OSError(errno.EINVAL, "tmpfs: entries not ordered by before_bind")
+        tarr = ffi.new("struct pyd_tmpfs[]", len(tmpfs))
+        keep.append(tarr)
+        for i, (target, flags, data, before) in enumerate(tmpfs):
+            if not os.path.isabs(target) or not 0 <= before <= len(binds):
+                raise OSError(errno.EINVAL, f"tmpfs: bad entry {tmpfs[i]!r}")
+            tarr[i].target = cstr(target, "tmpfs")
+            tarr[i].flags = flags
+            tarr[i].data = cstr(data or None, "tmpfs")
+            tarr[i].before_bind = before
+        c.tmpfs = tarr
+    devices = list(spec.devices)
+    c.ndevices = len(devices)
+    c.devices = ffi.NULL
+    if devices:
+        darr = ffi.new("struct pyd_device[]", len(devices))
+        keep.append(darr)
+        for i, (path, mode, major, minor, uid, gid) in enumerate(devices):
+            darr[i].path = cstr(path, "devices")
+            darr[i].mode, darr[i].major, darr[i].minor = mode, major, minor
+            darr[i].uid, darr[i].gid = uid, gid
+        c.devices = darr
+    c.init_fd = -1
+    if spec.init:
+        c.argv = cstr_array(_INIT_ARGV + argv, "exec")
     return c
 
 
@@ -263,6 +340,8 @@ def _describe(ffi, lib, spec: LaunchSpec, step: int, err: int, index: int) -> st
         return f"groups {list(spec.groups)}"
     if step == lib.PYD_STEP_CAP_BOUNDING:
         return f"capability {index}"
+    if step == lib.PYD_STEP_CAPSET:
+        return f"capabilities {spec.caps:#x}"
     if step == lib.PYD_STEP_STDIO and 0 <= index < 3:
         return ("stdin", "stdout", "stderr")[index]
     if step == lib.PYD_STEP_TTY:
@@ -272,6 +351,14 @@ def _describe(ffi, lib, spec: LaunchSpec, step: int, err: int, index: int) -> st
     if step == lib.PYD_STEP_CGROUP:
         paths = list(spec.cgroup_paths)
         return paths[index] if 0 <= index < len(paths) else "tasks"
+    if step == lib.PYD_STEP_TMPFS and 0 <= index < len(spec.tmpfs):
+        return spec.tmpfs[index][0]
+    if step == lib.PYD_STEP_HOST_DEVICE and 0 <= index < len(spec.devices):
+        return spec.devices[index][0]
+    if step == lib.PYD_STEP_ROOT_READONLY:
+        return "/"
+    if step == lib.PYD_STEP_INIT:
+        return "pyd-init"
     return os.fspath(spec.rootfs)
 
 
@@ -311,8 +398,14 @@ def spawn(spec: LaunchSpec, on_clone: Optional[Callable[[int], None]] = None) ->
     # Without a step for the parent between setup and exec, the child can
     # share our memory and suspend this thread until its exec (native/shim.h).
     cspec.vfork = 1 if on_clone is None else 0
+    init_fd = _init_memfd(ffi, lib) if spec.init else -1
     cres = ffi.new("struct pyd_result *")
-    rc = lib.pyd_spawn(cspec, cres)
+    try:
+        cspec.init_fd = init_fd
+        rc = lib.pyd_spawn(cspec, cres)
+    finally:
+        if init_fd >= 0:
+            os.close(init_fd)  # the child has its own copy
     if rc < 0:
         raise OSError(-rc, f"clone: {spec.rootfs}")
 

@@ -16,7 +16,7 @@ import re
 from .. import errors
 from ..runtime.cgroups import MIN_MEMORY
 from ..store.containers import HOST_FIELDS, LEGACY_HOST_FIELDS
-from . import mounts
+from . import launchopts, mounts
 
 _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$")
 _LIST_FIELDS = ("Cmd", "Entrypoint", "Env", "Dns", "PortSpecs")
@@ -216,6 +216,8 @@ def _check_host(cfg):
             mounts.clean_target(p, "tmpfs")
     mounts.validate_binds(cfg.get("Binds"))
     cfg["Mounts"] = mounts.check_mounts(cfg.get("Mounts"))
+    # What a start would refuse: capability names, tmpfs options.
+    launchopts.check(cfg)
 
 
 def merge(user, image, given=None):

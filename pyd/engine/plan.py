@@ -6,7 +6,7 @@ shim's spec."""
 
 from ..runtime import users
 from ..runtime.plan import LaunchPlan
-from . import createconfig, etcfiles, mounts
+from . import caps, createconfig, etcfiles, launchopts, mounts
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -28,6 +28,8 @@ def build(c, layers, view, driver, layers_dir):
     """`layers` are the image's layer dirs (top first); `view` is the
     container's filesystem as the driver shows it (top first)."""
     cfg, host = c.config, c.host
+    privileged = bool(host.get("Privileged"))
+    cpu_shares, cpu_quota, cpu_period = launchopts.cpu(host)
     uid, gid, groups, home = users.resolve(cfg.get("User") or "", view)
     env = environment(cfg, cfg.get("Hostname") or c.short_id, home)
     # The process's hostname is its HOSTNAME, which Env may override (as in Docker 0.6).
@@ -39,4 +41,10 @@ def build(c, layers, view, driver, layers_dir):
         mounts=etcfiles.mounts(c.path) + mounts.launch_mounts(c.data.get("mounts") or []),
         tty=bool(cfg.get("Tty")), open_stdin=bool(cfg.get("OpenStdin")),
         memory=host.get("Memory") or 0, memory_swap=host.get("MemorySwap") or 0,
-        storage=driver.launch_args(c.path, layers, layers_dir))
+        storage=driver.launch_args(c.path, layers, layers_dir),
+        network=launchopts.network(host),
+        caps=caps.effective(host.get("CapAdd"), host.get("CapDrop"), privileged),
+        privileged=privileged, readonly_rootfs=bool(host.get("ReadonlyRootfs")),
+        init=bool(host.get("Init")), tmpfs=launchopts.tmpfs(host),
+        pids_limit=max(host.get("PidsLimit") or 0, 0),
+        cpu_shares=cpu_shares, cpu_quota=cpu_quota, cpu_period=cpu_period)

@@ -140,16 +140,21 @@ class Cgroup:
 
     # -- limits ----------------------------------------------------------
 
-    def create(self, memory=0, memory_swap=0, pids_limit=0, cpu_shares=0, cpu_quota=0, cpu_period=0):
+    def create(self, memory=0, memory_swap=0, pids_limit=0, cpu_shares=0, cpu_quota=0, cpu_period=0,
+               all_devices=False):
         """Make the directories and set the limits; 0 leaves a limit at the
         kernel's default (none). memory_swap is memory + swap (-1: unlimited
-        swap) and counts only with a memory limit."""
+        swap) and counts only with a memory limit. `all_devices` (a
+        privileged container, as Docker's) allows every device instead of
+        DEVICE_ALLOW."""
         if self.version == 2:
             _enable_v2_controllers()
         for d in self.dirs:
             os.makedirs(d, exist_ok=True)
         dev = self._dir("devices") if self.version == 1 else None
-        if dev:
+        if dev and all_devices:
+            _write(os.path.join(dev, "devices.allow"), "a")
+        elif dev:
             _write(os.path.join(dev, "devices.deny"), "a")
             for rule in DEVICE_ALLOW:
                 _write(os.path.join(dev, "devices.allow"), rule)

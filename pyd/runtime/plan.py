@@ -2,7 +2,9 @@
 process, resolved once by the engine (engine.plan) at start."""
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
+
+from . import caps as capabilities
 
 
 @dataclass
@@ -26,6 +28,20 @@ class LaunchPlan:
     # How the root is made, from the storage driver (fs.drivers.launch_args):
     # lowerdirs/upperdir/workdir/layers_dir for overlay, rootfs_source for vfs.
     storage: Dict[str, object] = field(default_factory=dict)
-    # The network the process joins. pyd has one kind today: a private
-    # network namespace with only loopback, made by the shim.
+    # The network the process joins: "loopback", a private network namespace
+    # with only lo up (what pyd gives every other mode until networking
+    # comes); "none", the same, as Docker's none; "host", the daemon's own.
     network: Optional[str] = "loopback"
+    # HostConfig launch options, resolved by engine.plan.
+    # Capability set (bounding = permitted = effective): names ("CAP_KILL") or numbers.
+    caps: List[Union[str, int]] = field(default_factory=lambda: list(capabilities.DEFAULT))
+    privileged: bool = False        # all caps, no masked paths, /sys rw, the host's devices
+    readonly_rootfs: bool = False
+    init: bool = False              # run argv under pyd-init (pid 1, reaps, forwards signals)
+    # (container target, options "size=64m,mode=1777"), as Docker's Tmpfs.
+    tmpfs: List[Tuple[str, str]] = field(default_factory=list)
+    # Limits the cgroups apply (runtime.cgroups); 0 = none.
+    pids_limit: int = 0
+    cpu_shares: int = 0
+    cpu_quota: int = 0              # microseconds per cpu_period
+    cpu_period: int = 0

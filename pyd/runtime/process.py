@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 
 from .. import native
-from . import cgroups, procs
+from . import cgroups, devices, procs
 from .spec import to_spec
 from .stdio import STDERR, STDOUT, Output
 
@@ -239,6 +239,8 @@ class Runtime:
         stdin_w = None
         try:
             spec = to_spec(plan)
+            if plan.privileged:
+                spec.devices = devices.host_devices()
             if not spec.tty:
                 out_r, out_w = os.pipe2(os.O_CLOEXEC)
                 err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -250,11 +252,9 @@ class Runtime:
                     keep.append(stdin_w)
                     close_after.append(in_r)
                     spec.stdin = in_r
-            # getattr: the plan's pids and cpu fields come from a parallel change.
-            cg.create(plan.memory, plan.memory_swap, pids_limit=getattr(plan, "pids_limit", 0) or 0,
-                      cpu_shares=getattr(plan, "cpu_shares", 0) or 0,
-                      cpu_quota=getattr(plan, "cpu_quota", 0) or 0,
-                      cpu_period=getattr(plan, "cpu_period", 0) or 0)
+            cg.create(plan.memory, plan.memory_swap, pids_limit=plan.pids_limit,
+                      cpu_shares=plan.cpu_shares, cpu_quota=plan.cpu_quota,
+                      cpu_period=plan.cpu_period, all_devices=plan.privileged)
             # On cgroup v1 the child joins its cgroups itself, through these fds.
             joins = cg.self_join_files()
             if joins is not None:
