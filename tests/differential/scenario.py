@@ -235,6 +235,21 @@ def containers(s):
     s.req(g, "delete-force", "DELETE", "/containers/diff-c3?force=1")
     s.req(g, "delete", "DELETE", "/containers/diff-c2?v=1")
     s.req(g, "delete-unknown", "DELETE", "/containers/diff-nosuch")
+    s.req(g, "create-hostconfig", "POST", "/containers/create?name=diff-c5", create_body(
+        ["sleep", "300"], Labels={"diff": "rich"}, WorkingDir="/tmp", User="1000", StopSignal="SIGTERM",
+        HostConfig={"NetworkMode": "none", "Binds": ["diff-rich:/data"],
+                    "Mounts": [{"Type": "tmpfs", "Target": "/scratch"}],
+                    "Memory": 64 << 20, "PidsLimit": 100, "CpuShares": 512,
+                    "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 1},
+                    "CapAdd": ["NET_ADMIN"], "CapDrop": ["MKNOD"], "ReadonlyRootfs": True, "Init": True,
+                    "ExtraHosts": ["diff-host:127.0.0.2"], "Dns": ["127.0.0.1"]}))
+    s.req(g, "start-hostconfig", "POST", "/containers/diff-c5/start")
+    s.settle("/containers/diff-c5/json", lambda j: j["State"]["Running"])
+    s.req(g, "inspect-hostconfig", "GET", "/containers/diff-c5/json")
+    s.req(g, "list-hostconfig", "GET", "/containers/json?filters=" + q({"label": ["diff=rich"]}))
+    s.req(g, "delete-hostconfig", "DELETE", "/containers/diff-c5?force=1&v=1")
+    s.req(g, "create-bad-restart", "POST", "/containers/create", create_body(
+        ["true"], HostConfig={"RestartPolicy": {"Name": "sometimes"}}))
     s.req(g, "create-for-prune", "POST", "/containers/create?name=diff-c4", create_body(["true"]))
     s.req(g, "prune", "POST", "/containers/prune")
 

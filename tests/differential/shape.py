@@ -18,7 +18,7 @@ import fnmatch
 # Objects whose keys are data. Patterns match the dotted path of the object
 # ("Config.Labels", "HostConfig.LogConfig.Config", "[].Labels").
 DATA_MAPS = (
-    "*Labels", "*Attributes", "*Options", "*DriverOpts", "*.Networks", "Networks",
+    "*Labels", "*Attributes", "Options", "*.Options", "*DriverOpts", "*.Networks", "Networks",
     "*ExposedPorts", "*.Ports", "*Volumes", "*GraphDriver.Data", "*LogConfig.Config",
     "*Sysctls", "*StorageOpt", "*.Status", "Status", "*Tmpfs", "*Annotations",
     "*IndexConfigs", "*Runtimes",
