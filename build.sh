@@ -87,7 +87,7 @@ freeze() {
 build() { venv; native; freeze; }
 
 run_tests() {
-    apt_need busybox-static docker-registry curl iproute2 openssl git
+    apt_need busybox-static docker-registry curl iproute2 openssl git docker.io
     build
     local pytest=("$VENV/bin/python" -m pytest -q -p no:cacheprovider)
     say "test suite against the daemon from source"
