@@ -79,7 +79,11 @@ def logs(req):
     framed = req.surface.framed_output and not tty
 
     def chunks():
-        for stream, data, ns in lines:
+        for item in lines:
+            if item is None:
+                yield None  # a tick while a follow waits (http.messages.Stream)
+                continue
+            stream, data, ns = item
             if timestamps:
                 data = timefmt.ns_to_iso(ns).encode() + b" " + data
             yield frame(stream, data) if framed else data
@@ -126,7 +130,12 @@ def wait(req):
         # The head goes out before the first chunk: `docker run` waits on it
         # (condition=next-exit) before it starts the container.
         yield b""
-        code, err = wait_for()
+        while True:
+            done = wait_for(timeout=1.0)
+            if done is not None:
+                break
+            yield None  # a tick: a client that left must not hold this thread
+        code, err = done
         yield json.dumps({"StatusCode": code, "Error": {"Message": err} if err else None}).encode() + b"\n"
     return Stream(chunks(), "application/json")
 

@@ -40,7 +40,7 @@ def start(req):
     req.engine.exec_check_start(exec_id)  # 404 and 409 while a status can still be sent
     if body.get("Detach"):
         req.engine.exec_start(exec_id)
-        return Reply.empty(204)
+        return Reply(200)  # dockerd answers a detached start with an empty 200
     conn = req.hijack()  # nothing can be refused after this line
     req.engine.exec_start(exec_id, conn, framed=req.surface.framed_output,
                           error_format=req.surface.text_stream_error)
@@ -55,24 +55,4 @@ def resize(req):
 
 
 def inspect(req):
-    return Reply.json(inspect_shape(req.engine.exec_inspect(req.params["id"])))
-
-
-def inspect_shape(rec):
-    """GET /exec/{id}/json, as dockerd spells it (ExitCode null until it exits)."""
-    return {
-        "CanRemove": rec.can_remove,
-        "ContainerID": rec.container_id,
-        "DetachKeys": rec.detach_keys,
-        "ExitCode": rec.exit_code,
-        "ID": rec.id,
-        "OpenStderr": rec.open_stderr,
-        "OpenStdin": rec.open_stdin,
-        "OpenStdout": rec.open_stdout,
-        "ProcessConfig": {"arguments": list(rec.arguments), "entrypoint": rec.entrypoint,
-                          "privileged": rec.privileged, "tty": rec.tty, "user": rec.user},
-        "Running": rec.running,
-        "Pid": rec.pid,
-        "WorkingDir": rec.working_dir,
-        "Env": list(rec.env),
-    }
+    return Reply.json(req.surface.exec_inspect(req.engine.exec_inspect(req.params["id"])))

@@ -93,7 +93,9 @@ def history(req):
 
 
 def tag(req):
-    req.engine.image_tag(req.params["name"], req.arg("repo"), req.arg("tag"), req.arg_bool("force"))
+    # Since API 1.10 a tag moves without force; v1.3 clients still ask for it.
+    force = req.arg_bool("force") or not req.surface.tag_needs_force
+    req.engine.image_tag(req.params["name"], req.arg("repo"), req.arg("tag"), force)
     return Reply.empty(201)
 
 

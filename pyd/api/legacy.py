@@ -24,6 +24,7 @@ class Legacy:
     framed_output = False
     start_takes_host_config = True   # v1.3 gives Binds at start
     wait_flushes_head = False        # v1.3's wait answers once the container has stopped
+    tag_needs_force = True           # moving an existing tag takes force=1
     top_runs_ps = False              # v1.3 top lists {PID, Tty, Time, Cmd} from /proc
 
     def __init__(self, version, negotiate=None):

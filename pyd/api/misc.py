@@ -43,6 +43,7 @@ def events(req):
         yield b""  # the head at once: clients wait on it before they act
         for ev in gen:
             if ev is None:
+                yield None  # a tick (http.messages.Stream)
                 continue
             obj = shape(ev)
             if obj is not None:

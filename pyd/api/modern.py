@@ -30,6 +30,7 @@ class Modern:
     framed_output = True
     start_takes_host_config = False
     wait_flushes_head = True
+    tag_needs_force = False
     top_runs_ps = True  # top is the host's ps with the client's ps_args (engine.container_ps)
 
     def __init__(self, version):
@@ -258,6 +259,24 @@ def container_config(config, image_ref):
     return out
 
 
+MASKED_PATHS = ("/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware")
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+def _mount_spec(m):
+    """A HostConfig.Mounts entry with moby's omitempty fields left out when empty."""
+    out = {"Type": m["Type"]}
+    if m.get("Source"):
+        out["Source"] = m["Source"]
+    out["Target"] = m["Target"]
+    if m.get("ReadOnly"):
+        out["ReadOnly"] = True
+    if m.get("TmpfsOptions"):
+        out["TmpfsOptions"] = m["TmpfsOptions"]
+    return out
+
+
 def host_config(host):
     h = host
     rp = h.get("RestartPolicy") or {}
@@ -283,8 +302,12 @@ def host_config(host):
         "DeviceRequests": None, "KernelMemory": 0, "KernelMemoryTCP": 0, "MemoryReservation": 0,
         "MemorySwap": h.get("MemorySwap") or 0, "MemorySwappiness": None, "OomKillDisable": False,
         "PidsLimit": h.get("PidsLimit") or None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
-        "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "Init": h.get("Init"),
-        **({"Mounts": h["Mounts"]} if h.get("Mounts") else {}),
+        "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+        # What the shim masks and mounts read-only (native/shim.c), none when privileged.
+        "MaskedPaths": [] if h.get("Privileged") else list(MASKED_PATHS),
+        "ReadonlyPaths": [] if h.get("Privileged") else list(READONLY_PATHS),
+        **({"Init": h["Init"]} if h.get("Init") is not None else {}),
+        **({"Mounts": [_mount_spec(m) for m in h["Mounts"]]} if h.get("Mounts") else {}),
         **({"Tmpfs": h["Tmpfs"]} if h.get("Tmpfs") else {}),
     }
 
@@ -363,7 +386,9 @@ def image_inspect(img):
         "Config": container_config(cfg, cfg.get("Image") or ""),
         "Architecture": c.get("architecture") or platform_arch(), "Os": c.get("os") or "linux",
         "Size": img.virtual_size, "VirtualSize": img.virtual_size,
-        "GraphDriver": {"Data": None, "Name": "overlay2"},
+        "GraphDriver": {"Data": {"UpperDir": img.layer_dirs[0] if img.layer_dirs else "",
+                                 "LowerDir": ":".join(img.layer_dirs[1:])} if img.layer_dirs else None,
+                        "Name": "overlay2"},
         "RootFS": {"Type": "layers", "Layers": ["sha256:" + d for d in img.image.diff_ids]},
         "Metadata": {"LastTagTime": timefmt.ZERO_TIME},
     }
@@ -473,6 +498,18 @@ def event(ev):
     return out
 
 
+def exec_inspect(rec):
+    """GET /exec/{id}/json, as dockerd spells it (ExitCode null until it exits)."""
+    pc = {"arguments": list(rec.arguments), "entrypoint": rec.entrypoint, "privileged": rec.privileged,
+          "tty": rec.tty}
+    if rec.user:
+        pc["user"] = rec.user  # omitempty in moby
+    return {"CanRemove": rec.can_remove, "ContainerID": rec.container_id, "DetachKeys": rec.detach_keys,
+            "ExitCode": rec.exit_code, "ID": rec.id, "OpenStderr": rec.open_stderr,
+            "OpenStdin": rec.open_stdin, "OpenStdout": rec.open_stdout, "ProcessConfig": pc,
+            "Running": rec.running, "Pid": rec.pid}
+
+
 def volume(v):
     return {"CreatedAt": v["created"], "Driver": "local", "Labels": v["labels"] or None,
             "Mountpoint": v["path"], "Name": v["name"], "Options": v["options"] or None, "Scope": "local",
@@ -494,13 +531,14 @@ def containers_pruned(ids, reclaimed):
 def disk_usage(facts):
     imgs = [dict(r, Containers=facts["image_containers"].get(r["Id"], 0), SharedSize=0)
             for r in image_rows(facts["images"])]
-    return {"LayersSize": facts["layers_size"], "Images": imgs,
+    return {"LayersSize": facts["layers_size"], "Images": imgs, "BuilderSize": 0,
             "Containers": container_rows(facts["containers"]),
             "Volumes": [volume(v) for v in facts["volumes"]], "BuildCache": []}
 
 
 for _projection in (create_config, container_inspect, container_rows, changes, image_inspect, image_rows,
                     image_history, image_deleted, images_pruned, daemon_version, daemon_info, event, volume,
+                    exec_inspect,
                     volumes, volumes_pruned, containers_pruned, disk_usage):
     setattr(Modern, _projection.__name__, staticmethod(_projection))
 del _projection

@@ -46,7 +46,7 @@ def memory_stats(stats):
 
 def blkio_stats(stats):
     blkio = (stats or {}).get("blkio")
-    out = {"io_service_bytes_recursive": None, "io_serviced_recursive": None}
+    out = {"io_service_bytes_recursive": [], "io_serviced_recursive": []}
     if blkio is not None:
         for k in out:
             out[k] = [dict(e) for e in blkio.get(k) or []]

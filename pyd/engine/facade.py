@@ -175,7 +175,7 @@ class Engine:
 
     def _image_view(self, img):
         return ImageView(img, self.images.own_size(img), self.images.virtual_size(img),
-                         self.images.tags_of(img.id))
+                         self.images.tags_of(img.id), self.images.layer_dirs(img))
 
     def check_repo_tag(self, repo, tag):
         return parse_repo_tag(repo, tag)
@@ -644,7 +644,8 @@ class Engine:
             return c.status not in lc.ALIVE and not self.restarts.pending(c.id)
 
         def wait(timeout=None):
-            while not self.lifecycle.wait_for(c, done, timeout=1.0):
+            """(code, error), or None when `timeout` seconds passed first."""
+            while not self.lifecycle.wait_for(c, done, timeout=1.0 if timeout is None else min(timeout, 1.0)):
                 if timeout is not None:
                     timeout -= 1.0
                     if timeout <= 0:
@@ -820,11 +821,20 @@ class Engine:
     # -- volumes -----------------------------------------------------------
 
     def _volume_users(self):
-        """{volume path: [container ids]}."""
+        """{volume path: [container ids]}: the volumes mounted at the last start,
+        and the named ones a container's HostConfig asks for (made at its start)."""
         users = {}
         for c in self.containers.all():
-            for m in c.data.get("mounts") or []:
-                users.setdefault(m["source"], []).append(c.id)
+            paths = {m["source"] for m in c.data.get("mounts") or []}
+            for b in c.host.get("Binds") or []:
+                src = b.split(":", 1)[0]
+                if not src.startswith("/"):
+                    paths.add(self.volumes.path(src))
+            for m in c.host.get("Mounts") or []:
+                if m["Type"] == "volume" and m.get("Source"):
+                    paths.add(self.volumes.path(m["Source"]))
+            for p in paths:
+                users.setdefault(p, []).append(c.id)
         return users
 
     def volume_create(self, name=None, labels=None, driver=None, options=None):

@@ -23,7 +23,8 @@ def lines(records):
 
 
 def select(output, stdout, stderr, follow, tail, since_ns, until_ns, running):
-    """A generator of (stream, line, ns); `output` is the runtime's Output."""
+    """A generator of (stream, line, ns), and None each second a follow waits;
+    `output` is the runtime's Output."""
     streams = [s for s, on in ((STDOUT, stdout), (STDERR, stderr)) if on]
     live = follow and running
     replay, sub = output.subscribe(streams, logs=True, stream=live)
@@ -42,6 +43,7 @@ def select(output, stdout, stderr, follow, tail, since_ns, until_ns, running):
                 if item is None:
                     return
                 if item[0] == "timeout":
+                    yield None  # a tick: the API checks that its client is still there
                     continue
                 if until_ns is not None and item[2] > until_ns:
                     return

@@ -43,6 +43,7 @@ class ImageView:
     size: int                   # bytes of the layers it adds to its parent's
     virtual_size: int           # bytes of all its layers
     tags: List[Tuple[str, str]] = field(default_factory=list)
+    layer_dirs: List[str] = field(default_factory=list)  # top first
 
     @property
     def id(self):

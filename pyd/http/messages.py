@@ -39,7 +39,9 @@ class Stream:
     """A reply whose body is produced piece by piece (progress, export, events).
 
     `chunks` yields bytes, or is a callable taking `send(bytes)` for code
-    that reports progress through callbacks. `on_error(message) -> bytes` formats an error that
+    that reports progress through callbacks. A None from `chunks` is a tick:
+    the server checks that the client is still there (a quiet event or log
+    follower must not outlive its client). `on_error(message) -> bytes` formats an error that
     happens after the header went out; `close()` is called on the iterator
     when the client goes away so its cleanup runs.
     """

@@ -15,6 +15,7 @@ the stream, since the status line has already gone.
 import http.server
 import logging
 import os
+import select
 import socket
 import socketserver
 import threading
@@ -132,6 +133,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 chunks(send)
             else:
                 for data in chunks:
+                    if data is None:  # a tick from a quiet stream: is the client still there?
+                        if self._peer_gone():
+                            self.close_connection = True
+                            return
+                        continue
                     send(data)
         except (ConnectionError, BrokenPipeError, TimeoutError):
             self.close_connection = True
@@ -155,6 +161,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 close()
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
+
+    def _peer_gone(self):
+        """True once the client has closed its end (EOF or an error waiting to be
+        read). A client that pipelines a request meanwhile is not gone."""
+        sock = self.connection
+        try:
+            ready, _, _ = select.select([sock], [], [], 0)
+            if not ready:
+                return False
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
 
     # -- dispatch --------------------------------------------------------
 
@@ -206,6 +226,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 except OSError:
                     self.close_connection = True
         finally:
+            if req is None and not self.close_connection and \
+                    (self.headers.get("Content-Length") or self.headers.get("Transfer-Encoding")):
+                self.close_connection = True  # a refused request's body was not read: do not parse it
             if req is not None and not req.hijacked and not self.close_connection:
                 # Keep-alive only when the body was consumed; drain small leftovers.
                 try:

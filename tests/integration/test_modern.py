@@ -410,6 +410,25 @@ def test_events_stream_live_and_info_counts_listeners(api, busybox):
         remove(api, cid)
     finally:
         s.close()
+    # a follower that left is noticed on a quiet stream, and let go
+    wait_for(lambda: api.get(f"{V}/info").json()["NEventsListener"] == 0, timeout=10, what="listener gone")
+
+
+def test_a_refused_request_with_a_body_does_not_poison_keep_alive(api):
+    """The body of a request refused before its handler (unknown route or
+    version) must not be read as the next request on the same connection."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+    try:
+        c.request("POST", f"{V}/no/such/route", body=b"GET /_ping HTTP/1.1\r\n\r\n")
+        r = c.getresponse()
+        assert r.status == 404
+        r.read()
+        c.request("GET", f"{V}/version")
+        r = c.getresponse()
+        assert r.status == 200 and json.loads(r.read())["ApiVersion"] == "1.41"
+    finally:
+        c.close()
 
 
 # -- restart policies and AutoRemove ---------------------------------------------------
@@ -494,6 +513,12 @@ def test_named_volumes(api, busybox):
     assert api.delete(f"{V}/volumes/data1").status == 204
     assert api.get(f"{V}/volumes/data1").status == 404
     assert api.delete(f"{V}/volumes/data1").status == 404
+    # a container that names a volume uses it before its first start, too
+    api.post(f"{V}/volumes/create", {"Name": "data2"})
+    waiting = create(api, ["true"], HostConfig={"Binds": ["data2:/x"]})
+    assert api.delete(f"{V}/volumes/data2").status == 409
+    remove(api, waiting)
+    assert api.delete(f"{V}/volumes/data2").status == 204
 
 
 def test_prunes_and_disk_usage(api, busybox):
@@ -535,6 +560,15 @@ def test_image_shapes_and_delete_rules(api, busybox):
     row = [r for r in rows if r["Id"] == "sha256:" + busybox][0]
     assert "busybox:latest" in row["RepoTags"]
     assert api.post(f"{V}/images/busybox/tag?repo=docker.io/library/extra&tag=t1").status == 201
+    # on 1.41 a tag moves without force=1 (v1.3 still asks for it)
+    c0, _ = run(api, ["true"])
+    other = api.post(f"{V}/commit?container={c0}").json()["Id"]
+    assert api.post(f"/images/{other}/tag?repo=extra&tag=t1").status == 409
+    assert api.post(f"{V}/images/{other}/tag?repo=extra&tag=t1").status == 201
+    assert api.get(f"{V}/images/extra:t1/json").json()["Id"] == other
+    assert api.post(f"{V}/images/busybox/tag?repo=extra&tag=t1").status == 201
+    remove(api, c0)
+    api.delete(f"{V}/images/{other}")
     assert "extra:t1" in api.get(f"{V}/images/busybox/json").json()["RepoTags"]  # familiar names
     # in use by a running container: untag only with force, never delete
     cid = create(api, ["sleep", "30"])
