@@ -24,7 +24,7 @@ import traceback
 from urllib.parse import parse_qs, unquote
 
 from .. import errors
-from .messages import Reply, Request, Stream
+from .messages import Reply, Request, Stream, _BodyReader
 from .status import status_for
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
 
+    def _skip_body(self):
+        """A request refused before its handler (unknown route or version): read
+        past its body so that keep-alive goes on, or close if it is large or bad."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+            if (length or chunked) and not _BodyReader(self.rfile, length, chunked).drain(1 << 16):
+                self.close_connection = True
+        except (ValueError, errors.PydError, OSError):
+            self.close_connection = True
+
     def _peer_gone(self):
         """True once the client has closed its end (EOF or an error waiting to be
         read). A client that pipelines a request meanwhile is not gone."""
@@ -217,6 +228,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 except OSError:
                     pass
             else:
+                if req is None:
+                    self._skip_body()
                 surface = getattr(e, "surface", surface)
                 status = status_for(e)
                 message = str(e) if isinstance(e, (errors.PydError, OSError)) else f"internal error: {type(e).__name__}: {e}"
@@ -226,9 +239,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 except OSError:
                     self.close_connection = True
         finally:
-            if req is None and not self.close_connection and \
-                    (self.headers.get("Content-Length") or self.headers.get("Transfer-Encoding")):
-                self.close_connection = True  # a refused request's body was not read: do not parse it
             if req is not None and not req.hijacked and not self.close_connection:
                 # Keep-alive only when the body was consumed; drain small leftovers.
                 try:
