@@ -53,4 +53,4 @@ def update(req):
     if body is None:
         raise errors.BadParameter("missing update config in the request body")
     warnings = req.engine.container_update(req.params["id"], body)
-    return Reply.json({"Warnings": warnings})
+    return Reply.json({"Warnings": warnings or None})  # dockerd: null when there are none

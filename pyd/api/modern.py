@@ -238,7 +238,7 @@ def _network_settings(view, full):
             "Networks": nets}
 
 
-def container_config(config, image_ref):
+def container_config(config, image_ref, empty_labels=None):
     """The Config object of inspect (and of an image's container_config)."""
     c = dict(config)
     out = {"Hostname": c.get("Hostname") or "", "Domainname": c.get("Domainname") or "",
@@ -247,7 +247,7 @@ def container_config(config, image_ref):
            "Tty": bool(c.get("Tty")), "OpenStdin": bool(c.get("OpenStdin")), "StdinOnce": bool(c.get("StdinOnce")),
            "Env": c.get("Env"), "Cmd": c.get("Cmd"), "Image": image_ref,
            "Volumes": c.get("Volumes"), "WorkingDir": c.get("WorkingDir") or "", "Entrypoint": c.get("Entrypoint"),
-           "OnBuild": c.get("OnBuild"), "Labels": c.get("Labels") or {}}
+           "OnBuild": c.get("OnBuild"), "Labels": c.get("Labels") or empty_labels}
     if c.get("ExposedPorts"):
         out["ExposedPorts"] = c["ExposedPorts"]
     if c.get("Healthcheck"):
@@ -283,22 +283,23 @@ def host_config(host):
     vf = h.get("VolumesFrom") or ""
     return {
         "Binds": h.get("Binds"), "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
-        "NetworkMode": _network_mode(h), "PortBindings": h.get("PortBindings") or {},
+        "NetworkMode": _network_mode(h), "PortBindings": h.get("PortBindings"),
         "RestartPolicy": {"Name": rp.get("Name") or "no", "MaximumRetryCount": rp.get("MaximumRetryCount") or 0},
         "AutoRemove": bool(h.get("AutoRemove")), "VolumeDriver": "",
         "VolumesFrom": [v for v in vf.split(",") if v] or None,
         "CapAdd": h.get("CapAdd"), "CapDrop": h.get("CapDrop"), "CgroupnsMode": "host",
-        "Dns": h.get("Dns") or [], "DnsOptions": h.get("DnsOptions") or [], "DnsSearch": h.get("DnsSearch") or [],
+        # As given, else null: what dockerd echoes (its empty Go slices are null).
+        "Dns": h.get("Dns"), "DnsOptions": h.get("DnsOptions"), "DnsSearch": h.get("DnsSearch"),
         "ExtraHosts": h.get("ExtraHosts"), "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None,
         "OomScoreAdj": 0, "PidMode": "", "Privileged": bool(h.get("Privileged")),
         "PublishAllPorts": bool(h.get("PublishAllPorts")), "ReadonlyRootfs": bool(h.get("ReadonlyRootfs")),
         "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": h.get("ShmSize") or 67108864,
         "Runtime": "runc", "ConsoleSize": [0, 0], "Isolation": "",
         "CpuShares": h.get("CpuShares") or 0, "Memory": h.get("Memory") or 0, "NanoCpus": h.get("NanoCpus") or 0,
-        "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": None,
+        "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": None, "BlkioDeviceReadBps": None,
         "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None, "BlkioDeviceWriteIOps": None,
         "CpuPeriod": h.get("CpuPeriod") or 0, "CpuQuota": h.get("CpuQuota") or 0, "CpuRealtimePeriod": 0,
-        "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None,
+        "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": None, "DeviceCgroupRules": None,
         "DeviceRequests": None, "KernelMemory": 0, "KernelMemoryTCP": 0, "MemoryReservation": 0,
         "MemorySwap": h.get("MemorySwap") or 0, "MemorySwappiness": None, "OomKillDisable": False,
         "PidsLimit": h.get("PidsLimit") or None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
@@ -338,7 +339,7 @@ def container_inspect(view):
                                  "MergedDir": f"{path}/rootfs"} if d["driver"] == "overlay2" else None,
                         "Name": d["driver"]},
         "Mounts": _mounts(view),
-        "Config": container_config(d["config"], image_ref),
+        "Config": container_config(d["config"], image_ref, empty_labels={}),
         "NetworkSettings": _network_settings(view, full=True),
     }
     if view.size_rw is not None:
@@ -404,7 +405,7 @@ def image_rows(rows):
         tags = _repo_tags(img)
         labels = (img.config.get("config") or {}).get("Labels")
         out.append({"Containers": -1, "Created": _unix(img.created), "Id": _sha(img.id), "Labels": labels or None,
-                    "ParentId": _sha(img.parent), "RepoDigests": [] if tags else ["<none>@<none>"],
+                    "ParentId": _sha(img.parent), "RepoDigests": None if tags else ["<none>@<none>"],
                     "RepoTags": tags or ["<none>:<none>"], "SharedSize": -1, "Size": img.virtual_size,
                     "VirtualSize": img.virtual_size})
     out.sort(key=lambda r: -r["Created"])
@@ -533,7 +534,7 @@ def disk_usage(facts):
             for r in image_rows(facts["images"])]
     return {"LayersSize": facts["layers_size"], "Images": imgs, "BuilderSize": 0,
             "Containers": container_rows(facts["containers"]),
-            "Volumes": [volume(v) for v in facts["volumes"]], "BuildCache": []}
+            "Volumes": [volume(v) for v in facts["volumes"]], "BuildCache": None}
 
 
 for _projection in (create_config, container_inspect, container_rows, changes, image_inspect, image_rows,

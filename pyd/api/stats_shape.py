@@ -50,7 +50,7 @@ def blkio_stats(stats):
     if blkio is not None:
         for k in out:
             out[k] = [dict(e) for e in blkio.get(k) or []]
-    out.update(dict.fromkeys(_OTHER_BLKIO))  # not read by pyd (CFQ-only counters)
+    out.update({k: [] for k in _OTHER_BLKIO})  # not read by pyd (CFQ-only counters): empty, as dockerd's
     return out
 
 

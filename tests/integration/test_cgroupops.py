@@ -381,7 +381,7 @@ def test_update_memory_of_a_running_container(api, started):
     assert int(cg("memory", cid, "memory.memsw.limit_in_bytes")) == 128 * MiB
     r = api.post(f"{V}/containers/{cid}/update", {"Memory": 200 * MiB, "MemorySwap": 400 * MiB})
     assert r.status == 200, r
-    assert r.json() == {"Warnings": []}
+    assert r.json() == {"Warnings": None}  # dockerd: null when there are none
     assert int(cg("memory", cid, "memory.limit_in_bytes")) == 200 * MiB
     assert int(cg("memory", cid, "memory.memsw.limit_in_bytes")) == 400 * MiB
     # down again: the order of the two writes must follow the kernel's rule
@@ -737,7 +737,7 @@ def test_docker_sdk_pause_stats_update_top(daemon, api, started):
         first = next(frames)
         frames.close()
         assert first["id"] == cid
-        assert c.update(mem_limit="80m", memswap_limit="160m") == {"Warnings": []}
+        assert c.update(mem_limit="80m", memswap_limit="160m") == {"Warnings": None}
         assert int(cg("memory", cid, "memory.limit_in_bytes")) == 80 * MiB
         t = c.top(ps_args="-o pid,args")
         assert t["Titles"] == ["PID", "COMMAND"] and t["Processes"][0][1] == "sleep 60", t

@@ -153,7 +153,7 @@ def test_stats_shape_of_a_running_container():
     assert s["memory_stats"] == {"usage": 4096, "max_usage": 8192, "limit": 1 << 30, "stats": {"rss": 1}}
     assert s["pids_stats"] == {"current": 2}  # a zero limit is left out, as Go's omitempty does
     assert s["blkio_stats"]["io_service_bytes_recursive"] == [{"major": 8, "minor": 0, "op": "Read", "value": 7}]
-    assert s["blkio_stats"]["sectors_recursive"] is None
+    assert s["blkio_stats"]["sectors_recursive"] == []  # as dockerd: a list, empty
     assert "networks" not in s and s["num_procs"] == 0 and s["storage_stats"] == {}
 
 
