@@ -152,7 +152,8 @@ _HOST_KEYS = ("Memory", "MemorySwap", "Dns", "Binds", "Mounts", "AutoRemove", "R
 def create_config(body):
     """{Config fields, HostConfig, NetworkingConfig} -> the engine's flat config."""
     flat = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
-    host = body.get("HostConfig") or {}
+    host = body.get("HostConfig")
+    host = {} if host is None else host
     if not isinstance(host, dict):
         raise BadParameter("HostConfig must be a JSON object")
     for k in _HOST_KEYS:
