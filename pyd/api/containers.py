@@ -72,7 +72,7 @@ def logs(req):
             tail = int(tail)
         except ValueError:
             raise errors.BadParameter(f"bad value for tail: {tail!r} (a number or all)") from None
-    since, until = _time_arg(req, "since"), _time_arg(req, "until")
+    since, until = req.arg_time("since"), req.arg_time("until")
     timestamps = req.arg_bool("timestamps")
     tty, lines = req.engine.container_logs(req.params["id"], stdout, stderr, req.arg_bool("follow"), tail,
                                            since or None, until or None)
@@ -89,16 +89,6 @@ def logs(req):
             yield frame(stream, data) if framed else data
     ctype = "application/vnd.docker.multiplexed-stream" if framed else "application/vnd.docker.raw-stream"
     return Stream(chunks(), ctype)
-
-
-def _time_arg(req, name):
-    value = req.arg(name)
-    if not value:
-        return None
-    try:
-        return timefmt.parse_time(value)
-    except ValueError:
-        raise errors.BadParameter(f"bad value for {name}: {value!r} (epoch seconds or RFC 3339)") from None
 
 
 def frame(stream, data):
@@ -155,9 +145,7 @@ def attach(req):
 
 
 def resize(req):
-    h, w = req.arg_int("h"), req.arg_int("w")
-    if h is None or w is None or not (0 <= h < 65536 and 0 <= w < 65536):
-        raise errors.BadParameter("h and w must be given as integers from 0 to 65535")
+    h, w = req.arg_tty_size()
     req.engine.container_resize(req.params["id"], h, w)
     return Reply.empty(200)
 

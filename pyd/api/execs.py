@@ -47,9 +47,7 @@ def start(req):
 
 
 def resize(req):
-    h, w = req.arg_int("h"), req.arg_int("w")
-    if h is None or w is None or not (0 <= h < 65536 and 0 <= w < 65536):
-        raise errors.BadParameter("h and w must be given as integers from 0 to 65535")
+    h, w = req.arg_tty_size()
     req.engine.exec_resize(req.params["id"], h, w)
     return Reply.empty(200)
 

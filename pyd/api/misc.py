@@ -2,7 +2,7 @@
 
 import json
 
-from .. import errors, timefmt
+from .. import errors
 from ..engine import filters as flt
 from ..http.messages import Reply, Stream
 
@@ -20,20 +20,10 @@ def info(req):
     return Reply.json(req.surface.daemon_info(req.engine.info()))
 
 
-def _time(req, name):
-    value = req.arg(name)
-    if not value:
-        return None
-    try:
-        return timefmt.parse_time(value)
-    except ValueError:
-        raise errors.BadParameter(f"bad value for {name}: {value!r} (epoch seconds or RFC 3339)") from None
-
-
 def events(req):
     """A stream of JSON events: the kept ones from `since`, then live ones
     until `until` or until the client leaves."""
-    since, until = _time(req, "since"), _time(req, "until")
+    since, until = req.arg_time("since"), req.arg_time("until")
     if since is not None and until is not None and until < since:
         raise errors.BadParameter("`since` time must be before `until` time")
     gen = req.engine.events_stream(since, until, flt.parse(req.arg("filters"), flt.EVENT))

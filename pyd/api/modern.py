@@ -366,8 +366,7 @@ def container_rows(views):
     return [container_row(v, now) for v in views]
 
 
-def changes(items):
-    return [{"Path": path, "Kind": kind} for path, kind in items]
+changes = legacy.changes  # the same shape on both surfaces
 
 
 # -- images --------------------------------------------------------------------

@@ -7,7 +7,7 @@
 
 import json
 
-from .. import errors
+from .. import errors, timefmt
 from .conn import Conn
 
 
@@ -185,6 +185,23 @@ class Request:
             return int(value)
         except ValueError as e:
             raise errors.BadParameter(f"bad value for {name}: {value!r} (expected an integer)") from e
+
+    def arg_time(self, name):
+        """Epoch seconds from a time parameter (seconds with a fraction, or RFC 3339); None if absent."""
+        value = self.arg(name)
+        if not value:
+            return None
+        try:
+            return timefmt.parse_time(value)
+        except ValueError:
+            raise errors.BadParameter(f"bad value for {name}: {value!r} (epoch seconds or RFC 3339)") from None
+
+    def arg_tty_size(self):
+        """(h, w) of a resize request."""
+        h, w = self.arg_int("h"), self.arg_int("w")
+        if h is None or w is None or not (0 <= h < 65536 and 0 <= w < 65536):
+            raise errors.BadParameter("h and w must be given as integers from 0 to 65535")
+        return h, w
 
     def json(self, default=None):
         """The body parsed as JSON; `default` when the body is empty."""

@@ -12,6 +12,8 @@ import os
 import signal
 import time
 
+from .. import sysinfo
+
 V1_MEMORY = "/sys/fs/cgroup/memory"
 V2_ROOT = "/sys/fs/cgroup"
 
@@ -484,14 +486,7 @@ def system_cpu_usage():
 
 
 def machine_memory():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return sysinfo.mem_total()
 
 
 def _enable_v2_controllers():

@@ -33,7 +33,7 @@ from typing import List
 
 from .. import errors, native
 from . import users
-from .process import exit_code, pump
+from .process import exit_code, pipes, pump
 from .stdio import STDERR, STDOUT
 
 log = logging.getLogger(__name__)
@@ -248,18 +248,7 @@ def start(plan):
                                ns_fds=ns_fds, ns_names=ns_names, caps=caps, uid=uid, gid=gid,
                                groups=groups, cgroup_fds=cg_fds, cgroup_paths=joins, tty=plan.tty,
                                no_new_privs=nnp)
-        stdin_w = None
-        if not plan.tty:
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            keep += [out_r, err_r]
-            close_after += [out_w, err_w]
-            spec.stdout, spec.stderr = out_w, err_w
-            if plan.open_stdin:
-                in_r, stdin_w = os.pipe2(os.O_CLOEXEC)
-                keep.append(stdin_w)
-                close_after.append(in_r)
-                spec.stdin = in_r
+        stdin_w = None if plan.tty else pipes(spec, plan.open_stdin, keep, close_after)
         child = native.exec_in(spec)
         try:
             pidfd = os.pidfd_open(child.pid)

@@ -36,6 +36,24 @@ class Exit:
     oom_killed: bool
 
 
+def pipes(spec, open_stdin, keep, close_after):
+    """Pipes for a process's stdout and stderr (and stdin): the child's ends go
+    into `spec` and `close_after`, ours into `keep` (stdout, stderr, then
+    stdin's write end, which is returned, or None)."""
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    keep += [out_r, err_r]
+    close_after += [out_w, err_w]
+    spec.stdout, spec.stderr = out_w, err_w
+    if not open_stdin:
+        return None
+    in_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+    keep.append(stdin_w)
+    close_after.append(in_r)
+    spec.stdin = in_r
+    return stdin_w
+
+
 def exit_code(status):
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
@@ -242,16 +260,7 @@ class Runtime:
             if plan.privileged:
                 spec.devices = devices.host_devices()
             if not spec.tty:
-                out_r, out_w = os.pipe2(os.O_CLOEXEC)
-                err_r, err_w = os.pipe2(os.O_CLOEXEC)
-                keep += [out_r, err_r]
-                close_after += [out_w, err_w]
-                spec.stdout, spec.stderr = out_w, err_w
-                if plan.open_stdin:
-                    in_r, stdin_w = os.pipe2(os.O_CLOEXEC)
-                    keep.append(stdin_w)
-                    close_after.append(in_r)
-                    spec.stdin = in_r
+                stdin_w = pipes(spec, plan.open_stdin, keep, close_after)
             cg.create(plan.memory, plan.memory_swap, pids_limit=plan.pids_limit,
                       cpu_shares=plan.cpu_shares, cpu_quota=plan.cpu_quota,
                       cpu_period=plan.cpu_period, all_devices=plan.privileged)
