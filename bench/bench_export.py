@@ -139,7 +139,7 @@ def main():
         cid, made = make_container(d.api, args.size_mb)
         print(f"container {cid[:12]} wrote {args.size_mb} MiB in {made:.1f}s", flush=True)
         for i in range(args.runs):
-            r = export_once(d.port, d.proc.pid, cid)
+            r = export_once(d.port, d.server_pid(), cid)
             if r["big_size"] != args.size_mb * MiB:
                 raise RuntimeError(f"/big in the export has size {r['big_size']}")
             runs.append(r)

@@ -496,7 +496,7 @@ def test_two_clients_both_see_output(daemon, api, busybox):
 # -- the slow client --------------------------------------------------------------
 
 def test_slow_client_is_dropped_and_memory_bounded(daemon, api, busybox):
-    pid = daemon.proc.pid
+    pid = daemon.server_pid()
     cid = api.create(["dd", "if=/dev/zero", "bs=1M", "count=100"])
     # never reads after the head; a small receive buffer so that the kernel does not
     # absorb the whole output (loopback autotuning allows tcp_rmem max, e.g. 32 MiB)
@@ -558,7 +558,7 @@ def test_slow_client_is_dropped_and_memory_bounded(daemon, api, busybox):
 
 def test_dropped_client_connection_is_closed(daemon, api, busybox):
     """stdio.py: a dropped client's "connection is closed and its thread exits"."""
-    pid = daemon.proc.pid
+    pid = daemon.server_pid()
     _, base_threads = settle(pid, 0, 0, timeout=1)  # whatever earlier tests left has gone
     cid = api.create(["dd", "if=/dev/zero", "bs=1M", "count=20"])
     slow = attach(daemon, cid, "stream=1&stdout=1", rcvbuf=64 << 10)
@@ -591,7 +591,7 @@ def _tcp_state(sock):
 # -- vanishing clients --------------------------------------------------------------
 
 def test_attach_disconnect_rounds_do_not_leak(daemon, api, busybox):
-    pid = daemon.proc.pid
+    pid = daemon.server_pid()
     cid = api.create(["sh", "-c", "while true; do echo tick; sleep 0.05; done"])
     api.start(cid)
     try:
@@ -618,7 +618,7 @@ def test_attach_disconnect_rounds_do_not_leak(daemon, api, busybox):
 
 def test_disconnect_from_silent_container_does_not_leak(daemon, api, busybox):
     """The same with a container that prints nothing: nothing ever fails to send."""
-    pid = daemon.proc.pid
+    pid = daemon.server_pid()
     cid = api.create(["sleep", "120"])
     api.start(cid)
     try:

@@ -348,7 +348,7 @@ def test_stats_stream_ends_when_the_container_stops(daemon, api, started):
 def test_dropped_stats_streams_end_their_threads(daemon, api, started):
     cid = started("sleep 60")
     def tasks():
-        return len(os.listdir(f"/proc/{daemon.proc.pid}/task"))
+        return len(os.listdir(f"/proc/{daemon.server_pid()}/task"))
 
     time.sleep(0.3)  # the threads of the requests before this one have ended
     base = tasks()

@@ -387,7 +387,7 @@ def test_privileged_exec_in_a_privileged_container(new_daemon, busybox_tar):
     cid = r.json()["Id"]
     assert api.post(f"{prefix}/containers/{cid}/start").status == 204
     init = status_fields(host_status(init_pid(api, prefix, cid)))["CapBnd"]
-    everything = status_fields(host_status(d.proc.pid))["CapBnd"]  # all the daemon has to give
+    everything = status_fields(host_status(d.server_pid()))["CapBnd"]  # all the daemon has to give
     try:
         for privileged, caps in ((True, everything), (False, init)):
             out, _, info = run_exec(d, api, prefix, cid, ["cat", "/proc/self/status"], Privileged=privileged)
@@ -443,7 +443,7 @@ def test_same_namespaces_cgroups_root_and_capabilities(daemon, api, prefix, box)
         assert len(nspid) == 2 and nspid[0] == str(pid) and int(nspid[1]) > 1
         # The daemon is its parent (CLONE_PARENT), not a leftover intermediate.
         ppid = [line.split()[1] for line in host_status(pid).splitlines() if line.startswith("PPid:")][0]
-        assert int(ppid) == daemon.proc.pid
+        assert int(ppid) == daemon.server_pid()
     finally:
         os.kill(pid, 9)
     # From inside.
@@ -489,7 +489,7 @@ def test_client_leaving_does_not_stop_the_exec(daemon, api, prefix, box):
 
 
 def test_daemon_keeps_no_fds_or_threads(daemon, api, prefix, box):
-    pid = daemon.proc.pid
+    pid = daemon.server_pid()
     run_exec(daemon, api, prefix, box, ["true"])  # warm up lazily made things
     base_fds, base_threads = nfds(pid), proc_status(pid, "Threads")
     for i in range(10):

@@ -240,7 +240,7 @@ def test_bind_through_symlink_in_image_stays_in_container(api, daemon, busybox, 
         wait_logs(api, cid, "ready")
         pid = inspect(api, cid)["State"]["Pid"]
         assert pid > 0
-        for who in ("self", str(daemon.proc.pid)):
+        for who in ("self", str(daemon.server_pid())):
             assert not [m for m in mount_points(who) if under(m, str(victim))], who
         out = api.logs(cid).decode()
         assert "bind-payload" in out  # the bind landed inside the container, seen through /evil
@@ -1044,7 +1044,7 @@ def export_rss_growth(port, pid, cid, interval=0.01):
 def test_export_large_file_bounded_daemon_memory(api, daemon, busybox, ctrs):
     _, cid = run_ok(api, ["dd", "if=/dev/urandom", "of=/big", "bs=1M", "count=200"])
     ctrs.append(cid)
-    growth, total, sizes, baseline = export_rss_growth(daemon.port, daemon.proc.pid, cid)
+    growth, total, sizes, baseline = export_rss_growth(daemon.port, daemon.server_pid(), cid)
     assert sizes.get("big") == 200 * MiB, sizes.get("big")
     assert sizes.get("bin/busybox") == os.path.getsize(BUSYBOX)
     assert total >= 200 * MiB and total % 512 == 0

@@ -31,7 +31,7 @@ def test_info_fields_from_reality(daemon, api):
                          "SwapLimit", "EventsListeners", "LXCVersion", "KernelVersion"}
     assert info["KernelVersion"] == os.uname().release
     assert info["Debug"] is True  # tests start the daemon with -D
-    real_fds = len(os.listdir(f"/proc/{daemon.proc.pid}/fd"))
+    real_fds = len(os.listdir(f"/proc/{daemon.server_pid()}/fd"))
     assert abs(info["NFd"] - real_fds) <= 8
     assert info["NGoroutines"] >= 2
     assert info["MemoryLimit"] is os.path.exists("/sys/fs/cgroup/memory/memory.limit_in_bytes") or \

@@ -470,7 +470,7 @@ def test_start_of_a_missing_binary_is_500_naming_it(daemon, api, busybox):
 
 
 def test_failed_starts_leak_nothing(daemon, api, busybox):
-    pid = daemon.proc.pid
+    pid = daemon.server_pid()
     fds0, threads0 = daemon_fds(pid), daemon_threads(pid)
     ids = []
     for _ in range(10):
@@ -721,7 +721,7 @@ def test_graceful_shutdown_stops_running_containers(new_daemon, busybox_tar):
 # --------------------------------------------------------------------------
 
 def test_fifty_parallel_cycles_succeed_and_leak_nothing(daemon, api, busybox):
-    pid = daemon.proc.pid
+    pid = daemon.server_pid()
     mounts0 = [ln for ln in host_mountinfo() if daemon.root in ln]
     fds0, threads0 = daemon_fds(pid), daemon_threads(pid)
 

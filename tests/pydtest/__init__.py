@@ -287,6 +287,21 @@ class Daemon:
             self._log.close()
         return self.proc.returncode if self.proc else None
 
+    def server_pid(self):
+        """The pid of the process that serves: the daemon itself, or, for the
+        frozen one-file binary, the child its bootloader runs (pyd/cli.py)."""
+        pid = self.proc.pid
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+            exe = os.readlink(f"/proc/{pid}/exe")
+            for k in kids:
+                if os.readlink(f"/proc/{k}/exe") == exe:
+                    return k
+        except OSError:
+            pass
+        return pid
+
     def kill9(self):
         self.proc.kill()
         self.proc.wait()
