@@ -1359,3 +1359,12 @@ int pyd_attach_bind(const char *source, int target_fd, int readonly)
     close(tree);
     return -err;
 }
+
+int pyd_setns(int fd, int nstype)
+{
+    /* For the calling thread only: the network namespace is per thread, so
+     * pyd/network/netlink.py calls this on a short-lived thread of its own. */
+    if (setns(fd, nstype) < 0)
+        return -errno;
+    return 0;
+}

@@ -251,4 +251,8 @@ int pyd_clone_tree(const char *source, int readonly);
  * move_mount, no path lookup of the target); read-only if asked. 0 or -errno. */
 int pyd_attach_bind(const char *source, int target_fd, int readonly);
 
+/* setns(2) for the calling thread: 0 or -errno.  Used by pyd/network for
+ * the network namespace only (per thread, allowed in a threaded process). */
+int pyd_setns(int fd, int nstype);
+
 #endif /* PYD_SHIM_H */

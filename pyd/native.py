@@ -666,3 +666,12 @@ def tree_fd(source, readonly=False):
     if fd < 0:
         raise OSError(-fd, f"open_tree {source}: {os.strerror(-fd)}")
     return fd
+
+
+def setns(fd, nstype=0):
+    """setns(2) for the calling thread only: join the namespace open at `fd`
+    (nstype 0 = whatever it is, or a CLONE_NEW* constant to insist)."""
+    ffi, lib = _shim()
+    rc = lib.pyd_setns(fd, nstype)
+    if rc < 0:
+        raise OSError(-rc, f"setns {fd}: {os.strerror(-rc)}")
