@@ -28,6 +28,7 @@ CLONE_NEWNET = 0x40000000  # os.CLONE_NEWNET only from Python 3.12
 # <linux/netlink.h>
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
+NLM_F_DUMP_INTR = 0x10
 NLM_F_DUMP = 0x300
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 NLA_TYPE_MASK = 0x3FFF
@@ -63,7 +64,8 @@ _IFINFOMSG = struct.Struct("=BxHiII")   # family, type, index, flags, change
 _IFADDRMSG = struct.Struct("=BBBBI")    # family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")    # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _RTATTR = struct.Struct("=HH")          # len, type
-_RECV_SIZE = 1 << 17
+_RECV_SIZE = 1 << 17   # a dump's datagrams are at most 32 KiB; one answer fits
+_DUMP_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -221,18 +223,28 @@ class Netlink:
 
     def _request(self, kind: int, flags: int, body: bytes, what: str, obj) -> list:
         """Send one request; the (type, payload) messages of the answer.
-        A dump is read to NLMSG_DONE; any other request to its ACK."""
+        A dump is read to NLMSG_DONE (and asked again if the kernel says the
+        table changed while it was dumped); any other request to its ACK."""
+        dump = flags & NLM_F_DUMP == NLM_F_DUMP
+        for _ in range(_DUMP_TRIES if dump else 1):
+            out, interrupted = self._exchange(kind, flags, body, what, obj, dump)
+            if not interrupted:
+                return out
+        raise OSError(errno.EAGAIN, f"{what}: {obj} (the dump kept changing)")
+
+    def _exchange(self, kind, flags, body, what, obj, dump):
         with self._lock:
             self._seq += 1
             seq = self._seq
-            # A dump ends with NLMSG_DONE; anything else is asked for an ACK.
-            ack = 0 if flags & NLM_F_DUMP == NLM_F_DUMP else NLM_F_ACK
+            ack = 0 if dump else NLM_F_ACK   # a dump ends with NLMSG_DONE instead
             msg = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, NLM_F_REQUEST | ack | flags,
                                  seq, 0) + body
             self._sock.send(msg)
-            out = []
+            out, interrupted = [], False
             while True:
-                data = self._sock.recv(_RECV_SIZE)
+                data, _, msg_flags, _ = self._sock.recvmsg(_RECV_SIZE)
+                if msg_flags & socket.MSG_TRUNC:
+                    raise OSError(errno.EMSGSIZE, f"{what}: {obj} (netlink answer over {_RECV_SIZE} bytes)")
                 offset = 0
                 while offset + _NLMSGHDR.size <= len(data):
                     length, mtype, mflags, mseq, _ = _NLMSGHDR.unpack_from(data, offset)
@@ -241,14 +253,15 @@ class Netlink:
                     payload = data[offset + _NLMSGHDR.size:offset + length]
                     offset += _align(length)
                     if mseq != seq:
-                        continue  # a late answer to an earlier, failed request
+                        continue  # the rest of an earlier request that raised midway
+                    interrupted |= bool(mflags & NLM_F_DUMP_INTR)
                     if mtype == NLMSG_ERROR:
                         code = -struct.unpack_from("=i", payload)[0]
                         if code:
                             raise OSError(code, f"{what}: {obj}")
-                        return out  # the ACK
+                        return out, interrupted  # the ACK
                     if mtype == NLMSG_DONE:
-                        return out
+                        return out, interrupted
                     out.append((mtype, payload))
 
     def _link_request(self, kind, flags, index, attrs, what, obj, ifi_flags=0, change=0, ifi_type=0):
