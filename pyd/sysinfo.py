@@ -3,6 +3,7 @@
 import os
 import platform
 import threading
+import uuid
 
 
 def kernel_version():
@@ -112,7 +113,6 @@ def daemon_id(root):
             return f.read().strip()
     except OSError:
         pass
-    import uuid
     value = str(uuid.uuid4()).upper()
     try:
         with open(path + ".tmp", "w") as f:

@@ -203,16 +203,17 @@ def status_string(view, now=None):
 
 
 def _mounts(view):
+    """Inspect's and the list's Mounts: binds, volumes (named by their directory),
+    and the tmpfs mounts of HostConfig."""
     out = []
     for m in view.data.get("mounts") or []:
-        kind = "bind" if m["kind"] == "bind" else "volume"
-        name = os.path.basename(m["source"]) if kind == "volume" else ""
-        row = {"Type": kind, "Source": m["source"], "Destination": m["target"], "Mode": "" if kind == "bind" else "z",
-               "RW": bool(m["rw"]), "Propagation": "rprivate" if kind == "bind" else ""}
-        if kind == "volume":
-            row = {"Type": kind, "Name": name, "Source": m["source"], "Destination": m["target"],
-                   "Driver": "local", "Mode": "", "RW": bool(m["rw"]), "Propagation": ""}
-        out.append(row)
+        if m["kind"] == "bind":
+            out.append({"Type": "bind", "Source": m["source"], "Destination": m["target"], "Mode": "",
+                        "RW": bool(m["rw"]), "Propagation": "rprivate"})
+        else:
+            out.append({"Type": "volume", "Name": os.path.basename(m["source"]), "Source": m["source"],
+                        "Destination": m["target"], "Driver": "local", "Mode": "", "RW": bool(m["rw"]),
+                        "Propagation": ""})
     for m in view.data["host"].get("Mounts") or []:
         if m["Type"] == "tmpfs":
             out.append({"Type": "tmpfs", "Source": "", "Destination": m["Target"], "Mode": "",

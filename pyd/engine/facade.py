@@ -553,9 +553,12 @@ class Engine:
             pass
         except Exception as e:
             log.warning("restart of %s failed: %s", cid[:12], e)
-            c = self.containers.get(cid) if cid else None
-            if c is not None and wants_restart(c, 128):
-                self.restarts.schedule(c, 0)
+            try:
+                c = self.containers.get(cid)
+            except errors.NotFound:
+                return
+            if wants_restart(c, 128):
+                self.restarts.schedule(c, 0)  # the back-off grows: a start that keeps failing backs off
 
     def _signal(self, c, sig, event=True):
         with c.lock:

@@ -134,7 +134,12 @@ class ImageStore:
             for repo, tags in repos.items():
                 kept = {t: i for t, i in tags.items() if i in images}
                 if kept:
-                    self._repos[repo] = kept
+                    # A 0.2.0-dev daemon could keep Docker Hub's long form
+                    # ("docker.io/library/x"); the short one wins a clash.
+                    short_form = self._repos.setdefault(familiar(repo), {})
+                    for t, i in kept.items():
+                        if repo == familiar(repo) or t not in short_form:
+                            short_form[t] = i
         self.collect()
 
     def _save_repos(self):

@@ -195,3 +195,25 @@ def test_tree_copy_is_deep():
     copy["a"][1]["b"].append(3)
     copy["c"]["d"] = "x"
     assert data == {"a": [1, {"b": [2]}], "c": {"d": "e"}}
+
+
+def test_long_hub_names_in_refs_load_in_their_familiar_form(tmp_path):
+    import json as _json
+    from pyd.config import Config
+    from pyd.store.images import ImageStore
+    from pyd.store.layers import LayerStore
+    cfg = Config(root=str(tmp_path))
+    layers = LayerStore(cfg)
+    layers.load()
+    images = ImageStore(cfg, layers)
+    images.load()
+    a = images.create({"architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z",
+                       "rootfs": {"type": "layers", "diff_ids": []}, "config": {"Cmd": ["a"]}}).id
+    b = images.create({"architecture": "amd64", "os": "linux", "created": "2026-01-02T00:00:00Z",
+                       "rootfs": {"type": "layers", "diff_ids": []}, "config": {"Cmd": ["b"]}}).id
+    with open(images.refs_path, "w") as f:
+        _json.dump({"repositories": {"docker.io/library/snap": {"1": a, "2": a}, "snap": {"2": b}}}, f)
+    again = ImageStore(cfg, layers)
+    again.load()
+    assert again.resolve("snap:1").id == a and again.resolve("snap:2").id == b  # the short form wins
+    assert again.resolve("docker.io/library/snap:1").id == a
