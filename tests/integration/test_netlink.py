@@ -230,3 +230,31 @@ def test_veth_into_a_namespace_over_a_bridge_with_tcp(scratch, nl):
     nl.delete_link(br)
     assert scratch.host_links() == []
     assert not any(r.dst == subnet for r in nl.routes())
+
+
+def test_detach_move_into_namespace_and_ipv6_route(scratch, nl):
+    br, a, b = scratch.name("b"), scratch.name("a"), scratch.name("c")
+    nl.create_bridge(br)
+    nl.create_veth(a, b)                      # both ends on the host this time
+    assert scratch.host_links() == sorted([a, br, b])
+    nl.set_master(a, br)
+    assert ip("link", "show", "dev", a)[0]["master"] == br
+    nl.set_master(a, None)
+    assert "master" not in ip("link", "show", "dev", a)[0] and nl.link(a).master is None
+
+    nl.set_netns(b, scratch.fd)
+    assert scratch.host_links() == sorted([a, br])
+    with Netlink(netns_fd=scratch.fd) as inner:
+        assert b in {lk.name for lk in inner.links()}
+        inner.set_up(b)
+        inner.add_address(b, "fd00:99::2/64")
+        inner.add_route("fd00:98::/64", gateway="fd00:99::1", link=b)
+        [route] = [r for r in inner.routes(socket.AF_INET6) if str(r.dst) == "fd00:98::/64"]
+        assert str(route.gateway) == "fd00:99::1" and route.oif == inner.link_index(b)
+        [shown] = ip("-6", "route", "show", "fd00:98::/64", netns=scratch.netns)
+        assert (shown["gateway"], shown["dev"]) == ("fd00:99::1", b)
+    with pytest.raises(OSError) as e:
+        nl.set_netns(b, scratch.fd)
+    assert e.value.errno == errno.ENODEV
+    nl.delete_link(a)                          # takes b along, inside the namespace
+    assert [lk["ifname"] for lk in ip("link", "show", netns=scratch.netns)] == ["lo"]
