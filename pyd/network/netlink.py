@@ -11,17 +11,15 @@ so once made it works from any thread (see `route_socket`).
 
 import errno
 import ipaddress
-import logging
 import os
 import socket
 import struct
 import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from pyd import native
 
-log = logging.getLogger(__name__)
 
 CLONE_NEWNET = 0x40000000  # os.CLONE_NEWNET only from Python 3.12
 
@@ -85,8 +83,8 @@ class Link:
 
 @dataclass(frozen=True)
 class Route:
-    dst: ipaddress._BaseNetwork          # 0.0.0.0/0 for the default route
-    gateway: Optional[ipaddress._BaseAddress]
+    dst: Union[ipaddress.IPv4Network, ipaddress.IPv6Network]   # 0.0.0.0/0 for the default route
+    gateway: Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6Address]]
     oif: Optional[int]                   # output link index
     protocol: int
     scope: int
