@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from pyd import native
+from .. import native
 
 
 CLONE_NEWNET = 0x40000000  # os.CLONE_NEWNET only from Python 3.12
