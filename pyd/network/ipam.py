@@ -15,7 +15,7 @@ IPv4 address pool" are unavailable errors too).
 import ipaddress
 from typing import Iterable, Optional
 
-from pyd import errors
+from .. import errors
 
 # moby's local-scope default address pools, in its order
 # (daemon/libnetwork/ipamutils/utils.go): (base, size of each subnet).
