@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.pydtest import kill, wait_for
+from tests.pydtest import kill, require, wait_for
 
 GO_DIR, GO_SYMLINK = 1 << 31, 1 << 27
 
@@ -438,7 +438,7 @@ DOCKER = "/usr/local/bin/docker"
 @pytest.fixture
 def docker(daemon, busybox):
     if not os.access(DOCKER, os.X_OK):
-        pytest.skip("no docker CLI at " + DOCKER)
+        require(False, "the docker CLI at " + DOCKER)
 
     def run(*args, ok=True):
         p = subprocess.run([DOCKER, "-H", f"tcp://127.0.0.1:{daemon.port}", *args],

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.pydtest import inspect, kill_quiet, poll, wait_for
+from tests.pydtest import inspect, kill_quiet, poll, require, require_mark, wait_for
 
 MiB = 1024 * 1024
 V = "/v1.41"  # the endpoints are the modern surface's (v1.3 had none of them)
@@ -24,8 +24,7 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 COUNTER = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done"
 BUSY = "while true; do :; done"
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/sys/fs/cgroup/freezer"),
-                                reason="these tests read cgroup v1 files")
+pytestmark = require_mark(os.path.exists("/sys/fs/cgroup/freezer"), "cgroup v1 files (these tests read them)")
 
 
 # -- helpers -------------------------------------------------------------------
@@ -669,7 +668,7 @@ DOCKER = "/usr/local/bin/docker"
 @pytest.fixture
 def docker(daemon, tmp_path):
     if not os.access(DOCKER, os.X_OK):
-        pytest.skip("no docker CLI on this machine")
+        require(False, f"the docker CLI at {DOCKER}")
 
     def run(*args, timeout=60):
         import subprocess

@@ -21,13 +21,13 @@ import uuid
 
 import pytest
 
-from tests.pydtest import busybox_rootfs_tar, wait_for
+from tests.pydtest import busybox_rootfs_tar, require_mark, wait_for
 from tests.pydtest import dockerd as dd
 
 DOCKER = "/usr/local/bin/docker"
 TIMEOUT = 60
 
-pytestmark = pytest.mark.skipif(not os.access(DOCKER, os.X_OK), reason=f"{DOCKER} (docker CLI 28) is not installed")
+pytestmark = require_mark(os.access(DOCKER, os.X_OK), f"{DOCKER} (docker CLI 28)")
 
 
 class Result:

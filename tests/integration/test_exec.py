@@ -16,7 +16,7 @@ import urllib.parse
 
 import pytest
 
-from tests.pydtest import kill_quiet, nfds, poll, proc_status
+from tests.pydtest import kill_quiet, nfds, poll, proc_status, require
 
 DOCKER = "/usr/local/bin/docker"
 NAMESPACES = ("ipc", "uts", "net", "pid", "mnt", "cgroup")
@@ -522,7 +522,7 @@ def _is_zombie(pid):
 @pytest.fixture
 def cli(daemon, prefix):
     if not os.path.exists(DOCKER):
-        pytest.skip(f"needs the docker CLI at {DOCKER}")
+        require(False, f"the docker CLI at {DOCKER}")
 
     def run(*args, input=None):
         return subprocess.run([DOCKER, "-H", f"tcp://127.0.0.1:{daemon.port}", *args], input=input,
@@ -546,7 +546,7 @@ def test_docker_cli_exec(cli, box):
 
 def test_docker_cli_exec_tty(cli, daemon, box):
     if not shutil.which("script"):
-        pytest.skip("needs script(1) for a terminal")
+        require(False, "script(1) for a terminal")
     cmd = f"{DOCKER} -H tcp://127.0.0.1:{daemon.port} exec -t {box} sh -c 'tty; exit 3'"
     r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=60,
                        stdin=subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", ""), "HOME": "/tmp",

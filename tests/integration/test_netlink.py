@@ -18,8 +18,9 @@ import pytest
 
 from pyd.network import ipam
 from pyd.network.netlink import IFF_UP, Netlink
+from tests.pydtest import require_mark
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/sys/class/net"), reason="no /sys/class/net")
+pytestmark = require_mark(os.path.exists("/sys/class/net"), "/sys/class/net")
 
 
 def ip(*args, netns=None):

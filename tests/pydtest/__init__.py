@@ -23,6 +23,26 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 BUSYBOX = "/bin/busybox"
 
 
+def require(ok, what):
+    """Skip a test on a developer's machine that lacks a tool (`what`); in CI
+    (CI set, as .ci/run does) a missing tool fails the test instead: a skip
+    there would hide a missing feature."""
+    if ok:
+        return
+    import pytest
+    if os.environ.get("CI"):
+        pytest.fail(f"CI lacks {what}")
+    pytest.skip(f"needs {what}")
+
+
+def require_mark(ok, what):
+    """`require` for a whole module (pytestmark): in CI a missing tool fails collection."""
+    import pytest
+    if not ok and os.environ.get("CI"):
+        raise RuntimeError(f"CI lacks {what}")
+    return pytest.mark.skipif(not ok, reason=f"needs {what}")
+
+
 def daemon_cmd():
     cmd = os.environ.get("PYD_CMD")
     return shlex.split(cmd) if cmd else [sys.executable, os.path.join(TOP, "pyd.py")]
