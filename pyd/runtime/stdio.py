@@ -6,8 +6,8 @@ big-endian uint32 length, big-endian uint64 nanoseconds since the epoch
 when the daemon read the bytes) and the bytes; the time serves `logs
 --since/--until/--timestamps`. The log is bounded: past half the limit the
 current file becomes stdio.log.1 (the previous .1 is dropped), so at most
-`limit` bytes are kept. Logs of 0.2.0 and before (output.log, 8-byte
-headers without a time) are still replayed, first, with their file's mtime.
+`limit` bytes are kept. Logs of format 2 (output.log, without times) are
+rewritten in this format when the data root is opened (store/format.py).
 
 Slow clients: each subscriber has a bounded queue. The pump never blocks on a
 client; when a client falls more than `max_pending` bytes behind it is
@@ -23,8 +23,7 @@ import time
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 _HEAD = struct.Struct(">BxxxIQ")
-_OLD_HEAD = struct.Struct(">BxxxI")
-LOG, OLD_LOG = "stdio.log", "output.log"
+LOG = "stdio.log"
 DEFAULT_MAX_PENDING = 4 << 20
 
 
@@ -85,7 +84,6 @@ class Output:
     def __init__(self, directory, limit):
         self.path = os.path.join(directory, LOG)
         self.old_path = self.path + ".1"
-        self.legacy = [os.path.join(directory, OLD_LOG + ".1"), os.path.join(directory, OLD_LOG)]
         self.limit = max(limit, 1024)
         self._lock = threading.Lock()
         self._subs = []
@@ -136,14 +134,12 @@ class Output:
         with self._lock:
             # Open the files now: a rotation after we let go must not change what we replay.
             marks = []
-            for p in self.legacy + [self.old_path, self.path] if logs else ():
+            for p in (self.old_path, self.path) if logs else ():
                 try:
                     f = open(p, "rb")
                 except FileNotFoundError:
                     continue
-                st = os.fstat(f.fileno())
-                old = p in self.legacy
-                marks.append((f, st.st_size, _OLD_HEAD if old else _HEAD, st.st_mtime_ns if old else None))
+                marks.append((f, os.fstat(f.fileno()).st_size))
             sub = None
             if stream:
                 sub = Subscriber(streams, max_pending, on_drop)
@@ -165,19 +161,19 @@ class Output:
 
 def _replay(marks, streams):
     """(stream, bytes, ns) of each kept record, oldest first."""
-    for f, size, head_fmt, mtime_ns in marks:
+    for f, size in marks:
         with f:
             left = size
-            while left >= head_fmt.size:
-                head = f.read(head_fmt.size)
-                if len(head) < head_fmt.size:
+            while left >= _HEAD.size:
+                head = f.read(_HEAD.size)
+                if len(head) < _HEAD.size:
                     break
-                stream, n, *ns = head_fmt.unpack(head)
+                stream, n, ns = _HEAD.unpack(head)
                 data = f.read(n)
-                left -= head_fmt.size + len(data)
+                left -= _HEAD.size + len(data)
                 if stream in streams:
-                    yield stream, data, ns[0] if ns else mtime_ns
-    for f, *_ in marks:
+                    yield stream, data, ns
+    for f, _ in marks:
         f.close()  # when the caller stopped early
 
 

@@ -1,8 +1,10 @@
 """The data root's format version, and the migration of older roots.
 
-format.json holds {"format": N}. This pyd reads format 2 (docs/storage.md).
-A root without format.json is either new (nothing in it: it becomes format
-2) or was written by pyd 0.1.0 (format 1: images/<id>.json, layers/<image
+format.json holds {"format": N}. This pyd reads format 3 (docs/storage.md) and
+migrates format 2 (pyd 0.2.0 before the modern surface: container logs without
+times, see _from_2) in place.
+A root without format.json is either new (nothing in it: it gets the
+current format) or was written by pyd 0.1.0 (format 1: images/<id>.json, layers/<image
 id>/, repositories.json, containers/<id>/config.json), which is migrated in
 place at start. A root with any other format is refused: it is never
 guessed at or silently misread.
@@ -24,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import struct
 
 from .. import __version__
 from ..fs import layerfs
@@ -35,7 +38,7 @@ from .layers import HEX_RE
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 3
 JOURNAL = "migrate.json"
 
 # Status names of format 1 (its PydState) are those of format 2.
@@ -59,10 +62,14 @@ def open_root(config):
         except (ValueError, KeyError, TypeError) as e:
             raise RootError(f"the data root {root} has an unreadable {config.format_path} ({e}); "
                             "refusing to guess its format") from e
+        if fmt == 2:
+            _roll_forward(root)
+            _from_2(config)
+            return
         if fmt != FORMAT:
             raise RootError(
                 f"the data root {root} has format {fmt!r}, which this pyd ({__version__}) does not "
-                f"support: it reads format {FORMAT} and migrates format 1 (pyd 0.1.0). "
+                f"support: it reads format {FORMAT} and migrates formats 1 (pyd 0.1.0) and 2. "
                 f"A newer pyd wrote it? Run that pyd, or give this one another data root with -g.")
         _roll_forward(root)
         return
@@ -79,9 +86,56 @@ def open_root(config):
     except Exception as e:
         raise RootError(f"migrating the data root {root} from format 1 (pyd 0.1.0) to format {FORMAT} "
                         f"failed, and the root was left as it was: {e}") from e
-    atomic.write_json(config.format_path, {"format": FORMAT})
+    atomic.write_json(config.format_path, {"format": 2})
     _roll_forward(root)
     log.info("migrated %d images, %d tags and %d containers", plan["images"], plan["tags"], plan["containers"])
+    _from_2(config)
+
+
+# -- format 2 -> 3 ---------------------------------------------------------------
+
+_OLD_LOG, _NEW_LOG = "output.log", "stdio.log"
+
+
+def _from_2(config):
+    """Format 3 keeps the time of each chunk in a container's log (stdio.log:
+    16-byte headers, stream, length and nanoseconds; runtime/stdio.py).
+    Format 2's output.log (8-byte headers, no time) is rewritten with its
+    file's mtime as the time of every record, the best that is known. Each
+    file is written beside the old one and renamed over its new name before
+    the old one goes, so a crash midway is finished by the next start (still
+    format 2 until format.json says 3). The other additions of format 3
+    (Engine API fields in records, volumes/.meta) are optional: nothing to do."""
+    n = 0
+    for cid in _listdir(config.containers_dir):
+        cdir = os.path.join(config.containers_dir, cid)
+        for suffix in (".1", ""):
+            old = os.path.join(cdir, _OLD_LOG + suffix)
+            if not os.path.isfile(old):
+                continue
+            new = os.path.join(cdir, _NEW_LOG + suffix)
+            if not os.path.exists(new):
+                atomic.write_bytes(new, _retimed(old), durable=True)
+            os.unlink(old)
+            n += 1
+    atomic.write_json(config.format_path, {"format": FORMAT})
+    log.info("data root %s: format 2 -> %d (%d container logs given times)", config.root, FORMAT, n)
+
+
+def _retimed(path):
+    ns = os.stat(path).st_mtime_ns
+    out = []
+    with open(path, "rb") as f:
+        data = f.read()
+    i = 0
+    while i + 8 <= len(data):
+        stream, length = struct.unpack_from(">BxxxI", data, i)
+        body = data[i + 8:i + 8 + length]
+        if len(body) < length:
+            break  # a record cut short by a crash: what is whole is kept
+        out.append(struct.pack(">BxxxIQ", stream, length, ns) + body)
+        i += 8 + length
+    return b"".join(out)
 
 
 def _listdir(path):

@@ -4,6 +4,7 @@ after a crash at each point, and what is refused."""
 
 import json
 import os
+import struct
 
 import pytest
 
@@ -49,7 +50,7 @@ def load(config):
 
 def check_migrated(config):
     root = config.root
-    assert json.load(open(os.path.join(root, "format.json"))) == {"format": 2}
+    assert json.load(open(os.path.join(root, "format.json"))) == {"format": fmt.FORMAT}
     assert not os.path.exists(os.path.join(root, fmt.JOURNAL))
     assert not os.path.exists(os.path.join(root, "repositories.json"))
     assert not os.path.exists(os.path.join(root, "layers", A)) and not os.path.exists(os.path.join(root, "layers", B))
@@ -98,7 +99,7 @@ def test_a_crash_before_the_commit_point_starts_over(tmp_path):
 
 def test_unreadable_and_unknown_formats_are_refused(tmp_path):
     config = Config(root=str(tmp_path))
-    for text in ("{not json", '{"format": 3}', '{"other": 1}', '{"format": "2"}'):
+    for text in ("{not json", '{"format": 4}', '{"other": 1}', '{"format": "2"}'):
         with open(config.format_path, "w") as f:
             f.write(text)
         with pytest.raises(fmt.RootError, match="refusing|does not support"):
@@ -106,7 +107,42 @@ def test_unreadable_and_unknown_formats_are_refused(tmp_path):
         assert open(config.format_path).read() == text
 
 
-def test_a_new_root_gets_format_2(tmp_path):
+def test_a_new_root_gets_the_current_format(tmp_path):
     config = Config(root=str(tmp_path))
     fmt.open_root(config)
-    assert json.load(open(config.format_path)) == {"format": 2}
+    assert json.load(open(config.format_path)) == {"format": fmt.FORMAT} == {"format": 3}
+
+
+def _format_2_root(tmp_path, crashed_midway=False):
+    """A format-2 root (pyd 0.2.0 before the modern surface) with one container
+    whose log was rotated once: output.log.1 and output.log, 8-byte headers."""
+    config = Config(root=str(tmp_path))
+    os.makedirs(os.path.join(config.containers_dir, C))
+    with open(config.format_path, "w") as f:
+        json.dump({"format": 2}, f)
+    cdir = os.path.join(config.containers_dir, C)
+    for name, recs in (("output.log.1", [(1, b"one\n")]), ("output.log", [(2, b"two\n"), (1, b"three")])):
+        with open(os.path.join(cdir, name), "wb") as f:
+            for stream, data in recs:
+                f.write(struct.pack(">BxxxI", stream, len(data)) + data)
+            if name == "output.log":
+                f.write(struct.pack(">BxxxI", 1, 100) + b"cut")  # a record a crash cut short
+        os.utime(os.path.join(cdir, name), ns=(10**18, 10**18 + (5 if name == "output.log" else 1)))
+    if crashed_midway:  # .1 converted and removed, then the crash
+        with open(os.path.join(cdir, "stdio.log.1"), "wb") as f:
+            f.write(struct.pack(">BxxxIQ", 1, 4, 10**18 + 1) + b"one\n")
+        os.unlink(os.path.join(cdir, "output.log.1"))
+    return config, cdir
+
+
+@pytest.mark.parametrize("crashed_midway", [False, True])
+def test_a_format_2_root_gets_its_logs_timed(tmp_path, crashed_midway):
+    from pyd.runtime.stdio import Output
+    config, cdir = _format_2_root(tmp_path, crashed_midway)
+    fmt.open_root(config)
+    assert json.load(open(config.format_path)) == {"format": 3}
+    assert sorted(os.listdir(cdir)) == ["stdio.log", "stdio.log.1"]
+    replay, _ = Output(cdir, 1 << 20).subscribe([1, 2], logs=True, stream=False)
+    assert list(replay) == [(1, b"one\n", 10**18 + 1), (2, b"two\n", 10**18 + 5), (1, b"three", 10**18 + 5)]
+    fmt.open_root(config)  # and reopened as it is
+    assert sorted(os.listdir(cdir)) == ["stdio.log", "stdio.log.1"]
