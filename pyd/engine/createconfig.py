@@ -143,7 +143,7 @@ def _check_modern_config(cfg):
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise errors.BadParameter(f"Healthcheck.{k} must be a non-negative integer (nanoseconds)")
             if 0 < v < 1_000_000:
-                raise errors.BadParameter(f"Interval in Healthcheck cannot be less than 1ms" if k == "Interval"
+                raise errors.BadParameter("Interval in Healthcheck cannot be less than 1ms" if k == "Interval"
                                           else f"{k} in Healthcheck cannot be less than 1ms")
         r = hc.get("Retries") or 0
         if not isinstance(r, int) or isinstance(r, bool) or r < 0:

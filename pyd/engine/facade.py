@@ -384,7 +384,7 @@ class Engine:
             raise errors.BadParameter("Neither old nor new names may be empty")
         new = check_name(new)
         if new == c.name:
-            raise errors.BadParameter(f"Renaming a container with the same name as its current name")
+            raise errors.BadParameter("Renaming a container with the same name as its current name")
         old = self.containers.rename(c, new)
         self.events.publish("container", "rename", c.id, oldName="/" + old, name=new, image=c.config.get("Image"))
 

@@ -21,19 +21,16 @@ discards.
 
 import collections
 import errno
-import fcntl
 import logging
 import os
 import signal
-import struct
-import termios
 import threading
 from dataclasses import dataclass, field
 from typing import List
 
 from .. import errors, native
 from . import users
-from .process import exit_code, pipes, pump
+from .process import Stdio, exit_code, pipes, pump
 from .stdio import STDERR, STDOUT
 
 log = logging.getLogger(__name__)
@@ -104,7 +101,7 @@ class Feed:
             return stream, data, 0  # no timestamps: an exec's output is not logged
 
 
-class ExecProcess:
+class ExecProcess(Stdio):
     """A running exec process and its fds."""
 
     def __init__(self, exec_id, pid, pidfd, outs, stdin_w, pty_master, feed):
@@ -118,32 +115,10 @@ class ExecProcess:
         self.exited = threading.Event()
         self._stdin_lock = threading.Lock()
 
-    def write_stdin(self, data):
-        with self._stdin_lock:
-            fd = self.stdin_w
-        if fd is None:
-            raise BrokenPipeError(errno.EPIPE, "stdin is closed")
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-
-    def close_stdin(self):
-        with self._stdin_lock:
-            fd, self.stdin_w = self.stdin_w, None
-        if fd is not None and fd != self.pty_master:
-            os.close(fd)
-
     def resize(self, h, w):
         if self.pty_master is None:
             raise errors.Conflict(f"exec {self.exec_id[:12]} has no tty to resize")
-        fcntl.ioctl(self.pty_master, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
-
-    def signal(self, sig):
-        try:
-            signal.pidfd_send_signal(self.pidfd, sig)
-        except ProcessLookupError:
-            pass
+        self.set_tty_size(h, w)
 
     def monitor(self):
         """Pump the output into the feed until the process has exited and its

@@ -59,22 +59,9 @@ def exit_code(status):
     return 128 - code if code < 0 else code
 
 
-class Process:
-    """One running container process and what exists only while it does."""
-
-    def __init__(self, cid, run, pid, pidfd, cgroup, outs, stdin_w, pty_master, output):
-        self.cid = cid
-        self.run = run              # the container's run number (1 for its first start)
-        self.pid = pid
-        self.pidfd = pidfd
-        self.cgroup = cgroup
-        self.outs = outs            # [(fd, stream)] read by the monitor
-        self.stdin_w = stdin_w      # fd stdin is written into, or None
-        self.pty_master = pty_master
-        self.output = output
-        self._stdin_lock = threading.Lock()
-
-    # -- stdin, tty, signals, processes ---------------------------------
+class Stdio:
+    """The stdin, tty and signal side of a process (a container's or an exec's):
+    subclasses set pidfd, stdin_w, pty_master and _stdin_lock."""
 
     def close_stdin(self):
         with self._stdin_lock:
@@ -92,15 +79,36 @@ class Process:
             n = os.write(fd, view)
             view = view[n:]
 
-    def resize(self, h, w):
-        if self.pty_master is not None:
-            fcntl.ioctl(self.pty_master, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+    def set_tty_size(self, h, w):
+        fcntl.ioctl(self.pty_master, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
 
     def signal(self, sig):
         try:
             signal.pidfd_send_signal(self.pidfd, sig)
         except ProcessLookupError:
             pass  # exited; the monitor is about to report it
+
+
+class Process(Stdio):
+    """One running container process and what exists only while it does."""
+
+    def __init__(self, cid, run, pid, pidfd, cgroup, outs, stdin_w, pty_master, output):
+        self.cid = cid
+        self.run = run              # the container's run number (1 for its first start)
+        self.pid = pid
+        self.pidfd = pidfd
+        self.cgroup = cgroup
+        self.outs = outs            # [(fd, stream)] read by the monitor
+        self.stdin_w = stdin_w      # fd stdin is written into, or None
+        self.pty_master = pty_master
+        self.output = output
+        self._stdin_lock = threading.Lock()
+
+    # -- tty and processes -----------------------------------------------
+
+    def resize(self, h, w):
+        if self.pty_master is not None:
+            self.set_tty_size(h, w)
 
     def processes(self):
         """[{pid, tty, time, cmd}] of every process in the container."""
