@@ -133,6 +133,7 @@ static const char *const step_names[PYD_STEP_COUNT] = {
     [PYD_STEP_TMPFS] = "tmpfs",
     [PYD_STEP_HOST_DEVICE] = "devices",
     [PYD_STEP_ROOT_READONLY] = "readonly-rootfs",
+    [PYD_STEP_NETNS] = "join network namespace",
     [PYD_STEP_INIT] = "init",
 };
 
@@ -958,6 +959,11 @@ static void __attribute__((noreturn)) child_main(const struct child_ctx *c)
         close(s->cgroup_fds[i]);
     }
 
+    /* 0b. A network namespace made (or owned) by someone else: join it
+     * before anything is mounted (sysfs shows the mounter's devices). */
+    if (s->netns_fd >= 0 && setns(s->netns_fd, CLONE_NEWNET) < 0)
+        child_fail(c, PYD_STEP_NETNS, -1, errno);
+
     /* Files we create get exactly the modes we ask for. */
     umask(0);
 
@@ -1112,7 +1118,7 @@ int pyd_spawn(const struct pyd_spec *spec, struct pyd_result *res)
     int err;
     /* NetworkMode host: the daemon's own net namespace. */
     const int ns_flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID |
-                         (spec && spec->share_netns ? 0 : CLONE_NEWNET);
+                         (spec && (spec->share_netns || spec->netns_fd >= 0) ? 0 : CLONE_NEWNET);
 
     res->pid = -1;
     res->err_fd = res->sync_fd = res->tty_sock = -1;
@@ -1358,6 +1364,14 @@ int pyd_attach_bind(const char *source, int target_fd, int readonly)
         err = errno;
     close(tree);
     return -err;
+}
+
+int pyd_unshare(int flags)
+{
+    /* Only CLONE_NEWNET is used (per thread, like pyd_setns below). */
+    if (unshare(flags) < 0)
+        return -errno;
+    return 0;
 }
 
 int pyd_setns(int fd, int nstype)

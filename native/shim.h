@@ -63,6 +63,7 @@ enum pyd_step {
     PYD_STEP_HOST_DEVICE,      /* privileged: host devices (index: spec->devices) */
     PYD_STEP_ROOT_READONLY,    /* remount "/" read-only (ReadonlyRootfs) */
     PYD_STEP_INIT,             /* exec of pyd-init, or pyd-init's fork    */
+    PYD_STEP_NETNS,            /* setns into spec->netns_fd               */
     PYD_STEP_COUNT
 };
 
@@ -141,6 +142,12 @@ struct pyd_spec {
     int privileged;              /* no masked or read-only paths, /sys rw */
     int readonly_rootfs;         /* "/" read-only once everything is set up */
     int share_netns;             /* 1: no new net namespace (NetworkMode host) */
+    /* -1, or an fd of a network namespace the child joins (setns) as its
+     * first step instead of getting a new one: one the daemon made and
+     * wired (a bridge's veth end, addresses, routes) before the start, or
+     * another container's (NetworkMode container:<id>).  The netns must be
+     * joined before /sys is mounted: sysfs shows the mounter's devices. */
+    int netns_fd;
     int ntmpfs;                  /* ordered by before_bind                */
     const struct pyd_tmpfs *tmpfs;
     int ndevices;                /* nodes made in /dev after the defaults */
@@ -254,5 +261,8 @@ int pyd_attach_bind(const char *source, int target_fd, int readonly);
 /* setns(2) for the calling thread: 0 or -errno.  Used by pyd/network for
  * the network namespace only (per thread, allowed in a threaded process). */
 int pyd_setns(int fd, int nstype);
+/* unshare(2) for the calling thread: 0 or -errno.  pyd/network makes a
+ * container's network namespace on a short-lived thread with CLONE_NEWNET. */
+int pyd_unshare(int flags);
 
 #endif /* PYD_SHIM_H */

@@ -1,7 +1,7 @@
 """Command line: flags, logging, signals, and the wiring Config -> Engine, Api -> Server.
 
     pyd [-H unix:///var/run/pyd.sock] [-H tcp://127.0.0.1:4243] [-g DIR]
-        [-p PIDFILE] [--api-enable-cors] [-D]
+        [-p PIDFILE] [--api-enable-cors] [-b BRIDGE|none] [--bip CIDR] [--ip IP] [-D]
     pyd --version
 """
 
@@ -32,10 +32,61 @@ def build_parser():
     p.add_argument("--api-enable-cors", action="store_true", help="answer cross-origin requests")
     p.add_argument("--allow-privileged", action="store_true",
                    help="allow privileged containers (HostConfig.Privileged): they hold every capability")
+    p.add_argument("-b", "--bridge", default=None,
+                   help="the default bridge's name (default pyd0; made if missing); 'none' turns networking off")
+    p.add_argument("--bip", default=None, type=_interface,
+                   help="the default bridge's address and subnet, e.g. 172.30.0.1/16 (default: a free subnet)")
+    p.add_argument("--ip", default="127.0.0.1", type=_address,
+                   help="host address published ports bind to when a binding names none (default %(default)s)")
+    for flag, what in (("--iptables", "add narrow accept rules (and masquerade) with iptables or nft"),
+                       ("--ip-forward", "set net.ipv4.ip_forward for containers' outbound traffic"),
+                       ("--ip-masq", "masquerade containers' outbound traffic")):
+        p.add_argument(flag, nargs="?", const=True, default=True, type=_bool, metavar="BOOL",
+                       help=f"{what} (default true; --{flag[2:]}=false turns it off)")
+    p.add_argument("--dns-upstream", action="append", type=_upstream, metavar="IP[:PORT]",
+                   help="where the DNS server of user networks forwards names it does not know "
+                        "(repeatable; default: the host's resolv.conf nameservers; 'none': nowhere)")
     p.add_argument("-D", "--debug", action="store_true", help="log every request and debug details")
     p.add_argument("-d", "--daemon", action="store_true", help=argparse.SUPPRESS)  # docker -d habit
     p.add_argument("--version", action="store_true", help="print the version and exit")
     return p
+
+
+def _bool(text):
+    if str(text).lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(text).lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def _interface(text):
+    import ipaddress
+    try:
+        iface = ipaddress.IPv4Interface(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if iface.ip in (iface.network.network_address, iface.network.broadcast_address) or "/" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the bridge's address with its prefix, e.g. 172.30.0.1/16")
+    return str(iface)
+
+
+def _address(text):
+    import ipaddress
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _upstream(text):
+    if text == "none":
+        return None
+    host, sep, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+    try:
+        return (_address(host if sep else text), int(port) if sep else 53)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid DNS upstream {text!r}") from None
 
 
 class AlreadyRunning(Exception):
@@ -76,7 +127,9 @@ def main(argv=None):
     config = Config(root=os.path.abspath(args.root), pidfile=os.path.abspath(args.pidfile),
                     hosts=tuple(args.hosts or DEFAULT_HOSTS), cors=args.api_enable_cors, debug=args.debug,
                     allow_privileged=args.allow_privileged,
-                    storage_driver=args.storage_driver)
+                    storage_driver=args.storage_driver, bridge=args.bridge, bip=args.bip, default_ip=args.ip,
+                    iptables=args.iptables, ip_forward=args.ip_forward, ip_masq=args.ip_masq,
+                    dns_upstream=None if args.dns_upstream is None else [u for u in args.dns_upstream if u])
     try:
         return run(config, listeners)
     except AlreadyRunning as e:

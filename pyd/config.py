@@ -28,6 +28,19 @@ class Config:
     # Per-container output log kept for attach logs=1.
     max_log_bytes: int = 16 << 20
     shutdown_grace: float = 10.0
+    # Networking (engine.networking): the default bridge's name (None: pyd0;
+    # "none": no networking, as dockerd's -b none), its address (--bip), the
+    # host address published ports bind by default (--ip), and dockerd's
+    # --iptables, --ip-forward and --ip-masq.
+    bridge: object = None
+    bip: object = None
+    default_ip: str = "127.0.0.1"
+    iptables: bool = True
+    ip_forward: bool = True
+    ip_masq: bool = True
+    # Where the DNS server of user networks forwards names it does not know:
+    # None = the host's resolv.conf nameservers; else [(ip, port)] ([] = nowhere).
+    dns_upstream: object = None
     extra: dict = field(default_factory=dict)
 
     # The data root's layout (docs/storage.md). Paths of the 0.1.0 layout

@@ -60,7 +60,8 @@ class LaunchSpec:
     ignored with ``tty=True``.
 
     Launch options: ``caps`` is the capability set (bit n: capability n);
-    ``share_netns`` keeps the daemon's network namespace; ``tmpfs`` holds
+    ``share_netns`` keeps the daemon's network namespace, ``netns_fd`` joins
+    the one open at that fd instead of making a new one; ``tmpfs`` holds
     ``(target, mount flags, data, before_bind)`` ordered by before_bind, the
     index of the bind each is mounted before; ``devices`` holds ``(path,
     st_mode, major, minor, uid, gid)`` nodes made in /dev; ``init`` runs
@@ -93,6 +94,7 @@ class LaunchSpec:
     privileged: bool = False
     readonly_rootfs: bool = False
     share_netns: bool = False
+    netns_fd: Optional[int] = None  # join this network namespace (made and wired by the daemon)
     tmpfs: Sequence[Tuple[str, int, str, int]] = ()
     devices: Sequence[Tuple[str, int, int, int, int, int]] = ()
     init: bool = False
@@ -265,6 +267,7 @@ def _to_c(ffi, spec: LaunchSpec, keep: list):
     c.privileged = 1 if spec.privileged else 0
     c.readonly_rootfs = 1 if spec.readonly_rootfs else 0
     c.share_netns = 1 if spec.share_netns else 0
+    c.netns_fd = -1 if spec.netns_fd is None else spec.netns_fd
     tmpfs = list(spec.tmpfs)
     c.ntmpfs = len(tmpfs)
     c.tmpfs = ffi.NULL
@@ -675,3 +678,12 @@ def setns(fd, nstype=0):
     rc = lib.pyd_setns(fd, nstype)
     if rc < 0:
         raise OSError(-rc, f"setns {fd}: {os.strerror(-rc)}")
+
+
+def unshare(flags):
+    """unshare(2) for the calling thread only (pyd/network: CLONE_NEWNET on a
+    short-lived thread of its own)."""
+    ffi, lib = _shim()
+    rc = lib.pyd_unshare(flags)
+    if rc < 0:
+        raise OSError(-rc, f"unshare {flags:#x}: {os.strerror(-rc)}")

@@ -12,7 +12,7 @@ import json
 import time
 
 from .. import timefmt
-from ..engine import createconfig
+from ..engine import createconfig, ports
 
 MIN, MAX = (1, 0), (1, 3)
 
@@ -130,6 +130,27 @@ def create_config(body):
     return body
 
 
+def _running_network(d):
+    return (d["state"].get("network") or {}) if d["state"]["status"] in ("running", "paused") else {}
+
+
+def network_settings(d):
+    """Docker 0.6's NetworkSettings of the container's first bridge network
+    (the document spells IPAddress IpAddress: both), empty when stopped."""
+    net = _running_network(d)
+    ep = next(iter((net.get("endpoints") or {}).values()), None)
+    if ep is None:
+        return {"IPAddress": "", "IpAddress": "", "IPPrefixLen": 0, "IpPrefixLen": 0,
+                "Gateway": "", "Bridge": "", "PortMapping": None}
+    return {"IPAddress": ep["IPAddress"], "IpAddress": ep["IPAddress"], "IPPrefixLen": ep["IPPrefixLen"],
+            "IpPrefixLen": ep["IPPrefixLen"], "Gateway": ep["Gateway"], "Bridge": net.get("bridge", ""),
+            "PortMapping": ports.legacy_mapping(net.get("ports"))}
+
+
+def ports_string(d):
+    return ports.legacy_string(_running_network(d).get("ports"))
+
+
 def container_inspect(view):
     d, path = view.data, view.path
     st = d["state"]
@@ -143,8 +164,7 @@ def container_inspect(view):
                   "StartedAt": st["started_at"], "FinishedAt": st["finished_at"], "Ghost": False,
                   "OOMKilled": st["oom_killed"], "Error": st["error"]},
         "Image": d["image"],
-        "NetworkSettings": {"IPAddress": "", "IpAddress": "", "IPPrefixLen": 0, "IpPrefixLen": 0,
-                            "Gateway": "", "Bridge": "", "PortMapping": None},
+        "NetworkSettings": network_settings(d),
         "SysInitPath": "",
         "ResolvConfPath": f"{path}/resolv.conf",
         "HostnamePath": f"{path}/hostname",
@@ -161,7 +181,7 @@ def container_row(view, now=None):
     row = {"Id": d["id"][:12], "Image": view.image_ref or d["image"][:12],
            "Command": " ".join(d["argv"]),
            "Created": int(timefmt.iso_to_time(d["created"])),
-           "Status": status_string(d["state"], now), "Ports": ""}
+           "Status": status_string(d["state"], now), "Ports": ports_string(d)}
     if view.size_rw is not None:
         row["SizeRw"] = view.size_rw
         row["SizeRootFs"] = view.size_rootfs

@@ -16,6 +16,7 @@ import time
 
 from .. import timefmt
 from ..errors import BadParameter
+from ..engine.networking import networks_of
 from . import legacy
 
 MIN, MAX = (1, 24), (1, 41)
@@ -164,6 +165,11 @@ def create_config(body):
         flat["VolumesFrom"] = ",".join(vf) if isinstance(vf, list) else vf
     if host.get("PidsLimit") in (0, -1):
         flat["PidsLimit"] = None  # both mean "no limit"
+    net = body.get("NetworkingConfig")
+    if net is not None and not isinstance(net, dict):
+        raise BadParameter("NetworkingConfig must be a JSON object")
+    if net and net.get("EndpointsConfig"):
+        flat["EndpointsConfig"] = net["EndpointsConfig"]
     return flat
 
 
@@ -225,19 +231,99 @@ def _network_mode(host):
     return host.get("NetworkMode") or "default"
 
 
+_EMPTY_ENDPOINT = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
+                   "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                   "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
+
+
+def _endpoint(got, cfg):
+    """One NetworkSettings.Networks entry: what the running container got on
+    the network (engine.networking's state), else only what it asked for."""
+    ep = dict(_EMPTY_ENDPOINT)
+    cfg = cfg or {}
+    ep["Aliases"] = (got or {}).get("Aliases") or cfg.get("Aliases") or None
+    ep["IPAMConfig"] = cfg.get("IPAMConfig") or None
+    if got:
+        ep.update({k: got[k] for k in ("NetworkID", "EndpointID", "Gateway", "IPAddress", "IPPrefixLen",
+                                       "MacAddress")})
+    return ep
+
+
 def _network_settings(view, full):
-    mode = _network_mode(view.data["host"])
-    endpoint = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
-                "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
-    nets = {("bridge" if mode == "default" else mode): endpoint}
+    d = view.data
+    mode = _network_mode(d["host"])
+    net = d["state"].get("network") or {}
+    got = net.get("endpoints") or {}
+    if mode.startswith("container:"):
+        nets = {}
+    elif mode in ("host", "none"):
+        nets = {mode: _endpoint(None, None)}
+    else:
+        cfgs = networks_of(d)
+        nets = {n: _endpoint(got.get(n), cfgs.get(n)) for n in dict.fromkeys(list(cfgs) + list(got))}
     if not full:
         return {"Networks": nets}
-    return {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "", "SecondaryIPAddresses": None,
-            "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": nets}
+    first = next(iter(got.values()), None) if mode not in ("host", "none") else None
+    ports = {}
+    if d["state"]["status"] in ("running", "paused"):
+        ports = {key: None for key in _exposed_keys(d["config"])}
+        ports.update(net.get("ports") or {})
+    out = {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+           "LinkLocalIPv6PrefixLen": 0, "Ports": ports, "SandboxKey": "", "SecondaryIPAddresses": None,
+           "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
+           "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+           "Networks": nets}
+    if d["state"].get("pid") and d["state"]["status"] in ("running", "paused"):
+        out["SandboxKey"] = f"/proc/{d['state']['pid']}/ns/net"
+    if first and "bridge" in got:
+        # The top-level fields describe the default bridge only, as in dockerd.
+        b = got["bridge"]
+        out.update({k: b[k] for k in ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress")})
+    return out
+
+
+def _exposed_keys(config):
+    keys = []
+    for k in (config.get("ExposedPorts") or {}):
+        keys.append(k if "/" in k else f"{k}/tcp")
+    for spec in config.get("PortSpecs") or []:
+        port, _, proto = spec.rpartition(":")[2].partition("/")
+        keys.append(f"{port}/{proto or 'tcp'}")
+    return list(dict.fromkeys(keys))
+
+
+def _ports_rows(d):
+    net = d["state"].get("network") or {} if d["state"]["status"] in ("running", "paused") else {}
+    rows, seen = [], set()
+    for key, entries in sorted((net.get("ports") or {}).items()):
+        port, _, proto = key.partition("/")
+        seen.add(key)
+        for e in entries or []:
+            rows.append({"IP": e["HostIp"], "PrivatePort": int(port), "PublicPort": int(e["HostPort"]),
+                         "Type": proto or "tcp"})
+    for key in _exposed_keys(d["config"]):
+        if key not in seen:
+            port, _, proto = key.partition("/")
+            if port.isdigit():
+                rows.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+    return rows
+
+
+def network(rec, members=None):
+    """A network record -> dockerd's NetworkResource."""
+    subnet = rec.get("subnet")
+    out = {"Name": rec["Name"], "Id": rec["Id"], "Created": rec["Created"], "Scope": "local",
+           "Driver": rec["Driver"], "EnableIPv6": False,
+           "IPAM": {"Driver": "default", "Options": None,
+                    "Config": [{"Subnet": subnet, "Gateway": rec["gateway"]}] if subnet else []},
+           "Internal": bool(rec.get("Internal")), "Attachable": bool(rec.get("Attachable")), "Ingress": False,
+           "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": {},
+           "Options": dict(rec.get("Options") or {}), "Labels": dict(rec.get("Labels") or {})}
+    for cid, ep in (members or {}).items():
+        out["Containers"][cid] = {"Name": ep["Name"], "EndpointID": ep["EndpointID"],
+                                  "MacAddress": ep["MacAddress"],
+                                  "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}", "IPv6Address": ""}
+    return out
 
 
 def container_config(config, image_ref, empty_labels=None):
@@ -353,7 +439,7 @@ def container_row(view, now=None):
     d = view.data
     row = {"Id": d["id"], "Names": ["/" + d["name"]] if d.get("name") else [],
            "Image": d["config"].get("Image") or _sha(d["image"]), "ImageID": _sha(d["image"]),
-           "Command": " ".join(d["argv"]), "Created": _unix(d["created"]), "Ports": [],
+           "Command": " ".join(d["argv"]), "Created": _unix(d["created"]), "Ports": _ports_rows(d),
            "Labels": d["config"].get("Labels") or {}, "State": _state_name(d["state"], view.restarting),
            "Status": status_string(view, now), "HostConfig": {"NetworkMode": _network_mode(d["host"])},
            "NetworkSettings": _network_settings(view, full=False), "Mounts": _mounts(view)}
@@ -541,6 +627,6 @@ def disk_usage(facts):
 for _projection in (create_config, container_inspect, container_rows, changes, image_inspect, image_rows,
                     image_history, image_deleted, images_pruned, daemon_version, daemon_info, event, volume,
                     exec_inspect,
-                    volumes, volumes_pruned, containers_pruned, disk_usage):
+                    volumes, volumes_pruned, containers_pruned, disk_usage, network):
     setattr(Modern, _projection.__name__, staticmethod(_projection))
 del _projection

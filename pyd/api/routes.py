@@ -9,7 +9,7 @@ surface, and match its route.
 import re
 
 from .. import errors
-from . import archive, cgroupops, containers, execs, images, legacy, misc, modern, versions, volumes
+from . import archive, cgroupops, containers, execs, images, legacy, misc, modern, networks, versions, volumes
 from .memo import Memo
 
 # A fourth column limits a route to one surface: MODERN endpoints did not
@@ -74,6 +74,14 @@ ROUTES = [
     ("POST",   "/volumes/prune",                volumes.prune,              MODERN),
     ("GET",    "/volumes/{name}",               volumes.inspect,            MODERN),
     ("DELETE", "/volumes/{name}",               volumes.delete,             MODERN),
+
+    ("GET",    "/networks",                     networks.list_,             MODERN),
+    ("POST",   "/networks/create",              networks.create,            MODERN),
+    ("POST",   "/networks/prune",               networks.prune,             MODERN),
+    ("GET",    "/networks/{id}",                networks.inspect,           MODERN),
+    ("DELETE", "/networks/{id}",                networks.delete,            MODERN),
+    ("POST",   "/networks/{id}/connect",        networks.connect,           MODERN),
+    ("POST",   "/networks/{id}/disconnect",     networks.disconnect,        MODERN),
 ]
 
 

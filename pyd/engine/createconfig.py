@@ -26,7 +26,6 @@ _HOST_BOOLS = ("AutoRemove", "Privileged", "ReadonlyRootfs", "PublishAllPorts")
 _HOST_INTS = ("PidsLimit", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "ShmSize")
 _HOST_LISTS = ("CapAdd", "CapDrop", "ExtraHosts", "DnsSearch", "DnsOptions")
 RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
-NETWORK_MODES = ("", "default", "bridge", "none", "host")
 
 
 def empty_config():
@@ -195,11 +194,7 @@ def _check_host(cfg):
     mode = cfg.get("NetworkMode") or ""
     if not isinstance(mode, str):
         raise errors.BadParameter("NetworkMode must be a string")
-    if mode not in NETWORK_MODES:
-        if mode.startswith("container:"):
-            raise errors.BadParameter(f"NetworkMode {mode!r}: sharing another container's network is not "
-                                      "supported by pyd")
-        raise errors.NotFound(f"network {mode} not found")
+    # Whether a named network or container exists is the engine's to check (engine.networking).
     for entry in cfg.get("ExtraHosts") or []:
         host, sep, addr = entry.partition(":")
         try:

@@ -30,7 +30,8 @@ from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
 from ..store.refs import parse_repo_tag, split_name
 from . import archive, createconfig, etcfiles, execs, filters as flt, fsops, lifecycle as lc, mounts
-from . import dockerfile_changes, health, logs, plan as plans, resources
+from . import dockerfile_changes, health, logs, plan as plans, ports, resources
+from .networking import Networking, initial_endpoints, networks_of
 from .events import Bus, Overflow
 from .names import random_name
 from .restart import Restarts, wants_restart
@@ -48,6 +49,7 @@ class Engine:
         self.images = ImageStore(config, self.layers)
         self.containers = ContainerStore(config)
         self.volumes = VolumeStore(config)
+        self.net = Networking(config, self.containers, self.events)
         self.lifecycle = lc.Lifecycle(self.containers, self.events)
         self.runtime = Runtime(config)
         self.restarts = Restarts(self._restart)
@@ -75,6 +77,7 @@ class Engine:
         self.images.load()
         for c in self.containers.load():
             self._recover(c)
+        self.net.start()
         # Restart policies apply across daemon starts too, in the background so
         # that the API answers at once.
         due = [c for c in self.containers.all()
@@ -115,6 +118,7 @@ class Engine:
             t.start()
         for t in threads:
             t.join()
+        self.net.shutdown()
 
     def _stop_quiet(self, c):
         try:
@@ -300,6 +304,8 @@ class Engine:
 
     def container_create(self, flat, name=None):
         """Create from a flat config (createconfig); returns (id, warnings)."""
+        flat = dict(flat)
+        endpoints = _endpoints_config(flat.pop("EndpointsConfig", None))
         cfg = createconfig.check(flat)
         if cfg.get("Privileged") and not self.config.allow_privileged:
             raise errors.Forbidden("privileged containers are disabled on this daemon: start pyd with "
@@ -307,11 +313,16 @@ class Engine:
         image = self.images.resolve(cfg["Image"])
         cfg = createconfig.merge(cfg, image.run_config)
         warnings = []
-        if cfg.get("NetworkMode") in ("default", "bridge"):
-            warnings.append("pyd has no bridge network yet: the container gets a private network "
-                            "namespace with loopback only")
-        if cfg.get("PortBindings") or cfg.get("PublishAllPorts"):
-            warnings.append("published ports are not served yet: pyd has no bridge network")
+        config, host = createconfig.split(cfg)
+        ports.check(config, host)
+        self.net.check_create(host, endpoints)
+        mode = host.get("NetworkMode") or "default"
+        if (mode == "host" or mode.startswith("container:")) and ports.wanted(config, host):
+            warnings.append("Published ports are discarded when using host network mode"
+                            if mode == "host" else "Published ports are discarded when sharing another "
+                            "container's network namespace")
+        elif mode in ("default", "bridge") and not self.net.enabled:
+            warnings.append("networking is off on this daemon (-b none): the container gets loopback only")
         if cfg["Memory"] and not cgroups.memory_limit_supported():
             warnings.append("Your kernel does not support memory limit capabilities. Limitation discarded.")
             cfg["Memory"] = cfg["MemorySwap"] = 0
@@ -332,12 +343,12 @@ class Engine:
                 except errors.Conflict:
                     continue
         try:
-            return self._create(cid, name, cfg, image, warnings)
+            return self._create(cid, name, cfg, image, warnings, endpoints)
         except BaseException:
             self.containers.release_name(name, cid)
             raise
 
-    def _create(self, cid, name, cfg, image, warnings):
+    def _create(self, cid, name, cfg, image, warnings, endpoints=None):
         argv = createconfig.argv(cfg)
         host_net = cfg.get("NetworkMode") == "host"
         if not cfg.get("Hostname"):
@@ -348,6 +359,7 @@ class Engine:
         data = {"id": cid, "name": name, "created": timefmt.now_iso(), "image": image.id,
                 "driver": self.driver.name, "argv": argv, "config": config, "host": host,
                 "state": lc.new_state(), "mounts": []}
+        data["endpoints_config"] = initial_endpoints(host, endpoints)
         os.makedirs(path, 0o700)
         try:
             c = Container(data, path)
@@ -464,10 +476,21 @@ class Engine:
                                      or os.path.basename(m["source"]) in f["volume"]
                                      for m in c.data.get("mounts") or []):
             return False
-        if "network" in f and (c.host.get("NetworkMode") or "bridge").replace("default", "bridge") \
-                not in f["network"]:
+        if "network" in f and not self._on_networks(c, f["network"]):
             return False
         return True
+
+    def _on_networks(self, c, refs):
+        mode = (c.host.get("NetworkMode") or "bridge").replace("default", "bridge")
+        names = set(networks_of(c.data)) | {mode}
+        for ref in refs:
+            try:
+                rec = self.net.get(ref)
+            except errors.NotFound:
+                continue
+            if rec["Name"] in names or rec["Id"] in names:
+                return True
+        return False
 
     def _image_ref(self, image_id):
         tags = self.images.tags_of(image_id) if self.images.exists(image_id) else []
@@ -501,8 +524,11 @@ class Engine:
         output = self.runtime.output(c.id, c.path)
         try:
             plan = plans.build(c, layers, view, driver, self.config.layers_dir)
+            got = self.net.attach(c)
+            plan.network, plan.netns_fd = got.kind, got.netns_fd
             proc = self.runtime.start(plan, output)
         except BaseException as e:
+            self.net.release(c.id)
             output.end()  # clients attached before this start see their stream end (once, here)
             self.lifecycle.start_failed(c, back_to, (e.strerror or str(e)) if isinstance(e, OSError) else str(e))
             if c.host.get("AutoRemove") and not by_policy:
@@ -515,7 +541,7 @@ class Engine:
             if isinstance(e, OSError):
                 raise errors.PydError(f"Cannot start container {c.short_id}: {e.strerror or e}") from e
             raise
-        self.lifecycle.running(c, proc.pid)
+        self.lifecycle.running(c, proc.pid, network=self.net.state_of(c.id) or got.state)
         self._volume_events(c, "mount")
         self._start_health(c)
         threading.Thread(target=self._watch, args=(c, proc), name=f"monitor-{c.short_id}",
@@ -529,6 +555,7 @@ class Engine:
         stop_health = self._health_runs.pop(c.id, None)
         if stop_health is not None:
             stop_health.set()
+        self.net.release(c.id)
         with c.lock:
             if ex.oom_killed:
                 self.events.publish("container", "oom", c.id, image=c.config.get("Image"), name=c.name)
@@ -900,6 +927,88 @@ class Engine:
         self.events.publish("volume", "prune", "", reclaimed=reclaimed)
         return names, reclaimed
 
+    # -- networks --------------------------------------------------------
+
+    def network_create(self, name, driver=None, subnet=None, gateway=None, labels=None, options=None,
+                       internal=False, attachable=False):
+        if not isinstance(name, str) or not name:
+            raise errors.BadParameter("network name is required")
+        return self.net.create(name, driver, subnet, gateway, labels=labels, options=options,
+                               internal=internal, attachable=attachable)
+
+    def network_list(self, filters=None):
+        f = filters or {}
+        dangling = flt.check_bool("dangling", f["dangling"]) if "dangling" in f else None
+        out = []
+        for rec in self.net.all():
+            builtin = rec["Name"] in ("bridge", "host", "none")
+            if "name" in f and not any(n in rec["Name"] for n in f["name"]):
+                continue
+            if "id" in f and not any(rec["Id"].startswith(i) for i in f["id"]):
+                continue
+            if "driver" in f and rec["Driver"] not in f["driver"]:
+                continue
+            if "scope" in f and "local" not in f["scope"]:
+                continue
+            if "type" in f and ("builtin" if builtin else "custom") not in f["type"]:
+                continue
+            if "label" in f and not flt.labels_match(rec.get("Labels") or {}, f["label"]):
+                continue
+            if dangling is not None and (builtin or self.net.in_use(rec["Id"]) or
+                                         self._network_users(rec)) == dangling:
+                continue
+            out.append(rec)
+        return out
+
+    def network_inspect(self, ref):
+        rec = self.net.get(ref)
+        return rec, self.net.members(rec["Id"])
+
+    def _network_users(self, rec):
+        """Containers (any state) configured for the network."""
+        return [c for c in self.containers.all()
+                if any(n in (rec["Name"], rec["Id"]) for n in networks_of(c.data))]
+
+    def network_delete(self, ref):
+        self.net.delete(ref)
+
+    def networks_prune(self, filters=None):
+        until = _until(filters)
+        gone = []
+        for rec in self.net.all():
+            if rec["Name"] in ("bridge", "host", "none") or self.net.in_use(rec["Id"]):
+                continue
+            if until is not None and timefmt.iso_to_time(rec["Created"]) > until:
+                continue
+            if not _labels_ok(rec.get("Labels") or {}, filters):
+                continue
+            try:
+                self.net.delete(rec["Id"])
+            except errors.PydError as e:
+                log.info("prune of network %s: %s", rec["Name"], e)
+                continue
+            gone.append(rec["Name"])
+        return gone
+
+    def network_connect(self, ref, container, endpoint_config=None):
+        c = self.containers.get(container)
+        self.net.get(ref)  # 404 for the network before anything changes
+        with c.lock:
+            if c.status in (lc.REMOVING, lc.REMOVED):
+                raise errors.Conflict(f"container {c.short_id} is marked for removal and cannot be connected")
+            state = self.net.connect(c, ref, endpoint_config)
+            if state is not None:
+                c.state["network"] = state
+            self.containers.save(c)
+
+    def network_disconnect(self, ref, container, force=False):
+        c = self.containers.get(container)
+        with c.lock:
+            state = self.net.disconnect(c, ref, force)
+            if state is not None:
+                c.state["network"] = state
+            self.containers.save(c)
+
     def disk_usage(self):
         """The facts of /system/df."""
         image_containers = {}
@@ -1252,6 +1361,28 @@ class Engine:
         out = p.top(ps_args)
         self._event(c, "top")
         return out
+
+
+def _endpoints_config(value):
+    """NetworkingConfig.EndpointsConfig: {network: {Aliases, IPAMConfig{IPv4Address}}}, checked."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise errors.BadParameter("EndpointsConfig must be an object of {network: endpoint settings}")
+    out = {}
+    for net, ep in value.items():
+        ep = ep or {}
+        if not isinstance(ep, dict):
+            raise errors.BadParameter(f"invalid endpoint settings for network {net}")
+        aliases = ep.get("Aliases") or []
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise errors.BadParameter(f"Aliases of network {net} must be a list of strings")
+        ipam_cfg = ep.get("IPAMConfig") or {}
+        if not isinstance(ipam_cfg, dict):
+            raise errors.BadParameter(f"invalid IPAMConfig for network {net}")
+        out[net] = {"Aliases": aliases, "IPAMConfig": {"IPv4Address": ipam_cfg.get("IPv4Address") or ""}
+                    if ipam_cfg.get("IPv4Address") else None}
+    return out
 
 
 def stop_signal(c):

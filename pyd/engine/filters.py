@@ -16,6 +16,7 @@ CONTAINER = ("status", "name", "id", "label", "ancestor", "exited", "before", "s
              "volume", "network", "is-task", "publish", "expose")
 IMAGE = ("dangling", "label", "reference", "before", "since")
 VOLUME = ("dangling", "label", "name", "driver")
+NETWORK = ("dangling", "driver", "id", "label", "name", "scope", "type")
 EVENT = ("type", "event", "container", "image", "label", "volume", "network", "daemon", "scope")
 PRUNE = ("until", "label", "label!")
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")

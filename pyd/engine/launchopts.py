@@ -14,16 +14,15 @@ from . import caps
 
 
 def network(host):
-    """HostConfig.NetworkMode -> the plan's network. Until pyd has networks,
-    bridge, default and named networks are a private loopback namespace."""
+    """HostConfig.NetworkMode -> the plan's network before engine.networking
+    wires it: the host's namespace, or a new one with loopback only (what
+    `none` is, and what every other mode gets when networking is off)."""
     mode = host.get("NetworkMode") or "default"
     if not isinstance(mode, str):
         raise errors.BadParameter(f"invalid NetworkMode {mode!r}")
-    if mode in ("host", "none"):
-        return mode
-    if mode.startswith("container:"):
-        raise errors.BadParameter(f"network mode {mode!r} is not supported")
-    return "loopback"
+    if mode == "container:":
+        raise errors.BadParameter("invalid NetworkMode container: a container name or id is needed")
+    return "host" if mode == "host" else "none"
 
 
 def _tmpfs_size(size):
@@ -105,7 +104,7 @@ def cpu(host):
 
 def check(host):
     """Everything about the launch options a create must refuse (400): unknown
-    capabilities, malformed tmpfs, an unsupported network mode, bad CPU values."""
+    capabilities, malformed tmpfs, a malformed network mode, bad CPU values."""
     caps.check(host.get("CapAdd"), host.get("CapDrop"))
     tmpfs(host)
     network(host)

@@ -146,9 +146,11 @@ class Lifecycle:
     def start_failed(self, c, back_to, error):
         self._move(c, back_to, error=error)
 
-    def running(self, c, pid):
+    def running(self, c, pid, network=None):
+        """`network`: what the container got (engine.networking's state:
+        endpoints, published ports), kept in its state while it runs."""
         self._move(c, RUNNING, pid=pid, started_at=timefmt.now_iso(), exit_code=0,
-                   finished_at=timefmt.ZERO_TIME, oom_killed=False, error="")
+                   finished_at=timefmt.ZERO_TIME, oom_killed=False, error="", network=network)
 
     def paused(self, c):
         """The freezer holds every process of the container (the caller froze it under c.lock)."""
@@ -168,7 +170,7 @@ class Lifecycle:
 
     def exited(self, c, code, oom_killed=False, error=""):
         self._move(c, EXITED, pid=0, exit_code=code, finished_at=timefmt.now_iso(),
-                   oom_killed=oom_killed, **({"error": error} if error else {}))
+                   oom_killed=oom_killed, network=None, **({"error": error} if error else {}))
         log.info("%s exited with %d%s", c.short_id, code, " (out of memory)" if oom_killed else "")
 
     def removing(self, c):

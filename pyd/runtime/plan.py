@@ -28,10 +28,12 @@ class LaunchPlan:
     # How the root is made, from the storage driver (fs.drivers.launch_args):
     # lowerdirs/upperdir/workdir/layers_dir for overlay, rootfs_source for vfs.
     storage: Dict[str, object] = field(default_factory=dict)
-    # The network the process joins: "loopback", a private network namespace
-    # with only lo up (what pyd gives every other mode until networking
-    # comes); "none", the same, as Docker's none; "host", the daemon's own.
-    network: Optional[str] = "loopback"
+    # The network the process joins: "none", a new private network namespace
+    # with only lo up; "host", the daemon's own; "join", the namespace open
+    # at netns_fd (one the engine made and wired to its networks, or another
+    # container's for container:<id>). The engine keeps netns_fd open.
+    network: Optional[str] = "none"
+    netns_fd: Optional[int] = None
     # HostConfig launch options, resolved by engine.plan.
     # Capability set (bounding = permitted = effective): names ("CAP_KILL") or numbers.
     caps: List[Union[str, int]] = field(default_factory=lambda: list(capabilities.DEFAULT))

@@ -8,7 +8,7 @@ from .. import native
 from . import caps as capabilities
 from .plan import LaunchPlan
 
-NETWORKS = ("loopback", "none", "host")
+NETWORKS = ("none", "host", "join")
 
 # mount(2) flags (linux/mount.h) a tmpfs option may set (True) or clear (False).
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -95,4 +95,5 @@ def to_spec(plan: LaunchPlan) -> native.LaunchSpec:
         rootfs_source=storage.pop("rootfs_source", None),
         caps=capabilities.mask(caps), privileged=plan.privileged,
         readonly_rootfs=plan.readonly_rootfs, share_netns=plan.network == "host",
+        netns_fd=plan.netns_fd if plan.network == "join" else None,
         tmpfs=tmpfs_entries(plan.tmpfs, binds), init=plan.init, **storage)

@@ -8,6 +8,7 @@ the checkout and import it the same way. Nothing edits sys.path.
 """
 
 import http.client
+import hashlib
 import io
 import json
 import os
@@ -274,9 +275,26 @@ class Daemon:
         self.api = Api(port=self.port)
         self.unix_api = Api(unix=self.sock)
 
+    @property
+    def bridge(self):
+        """The default bridge of this daemon: one per data root, so that test
+        daemons never share pyd0 (or a developer's own pyd)."""
+        for i, a in enumerate(self.extra_args):
+            if a in ("-b", "--bridge") and i + 1 < len(self.extra_args):
+                return self.extra_args[i + 1]
+            if a.startswith("--bridge="):
+                return a.split("=", 1)[1]
+        return "pydt" + hashlib.sha1(self.root.encode()).hexdigest()[:10]
+
     def argv(self):
+        net = []
+        if not any(a in ("-b", "--bridge") or a.startswith("--bridge=") for a in self.extra_args):
+            net += ["--bridge", self.bridge]
+        if not any(a.startswith("--dns-upstream") for a in self.extra_args):
+            # Never the host's resolvers (the network rule): unknown names fail.
+            net += ["--dns-upstream", "none"]
         return (self.cmd if self.cmd is not None else daemon_cmd()) + ["-H", f"tcp://127.0.0.1:{self.port}", "-H", f"unix://{self.sock}",
-                               "-g", self.root, "-p", self.pidfile, "-D"] + self.extra_args
+                               "-g", self.root, "-p", self.pidfile, "-D"] + net + self.extra_args
 
     def start(self, timeout=30):
         os.makedirs(self.root, exist_ok=True)
@@ -305,7 +323,15 @@ class Daemon:
                 self.proc.wait()
         if getattr(self, "_log", None):
             self._log.close()
+        self.remove_leftover_bridge()
         return self.proc.returncode if self.proc else None
+
+    def remove_leftover_bridge(self):
+        """A daemon killed with -9 and never restarted leaves its bridge (with
+        an address that takes a subnet): remove it, so later daemons have pools."""
+        name = self.bridge
+        if name != "none" and os.path.exists(f"/sys/class/net/{name}"):
+            subprocess.run(["ip", "link", "delete", name], capture_output=True, timeout=10)
 
     def server_pid(self):
         """The pid of the process that serves: the daemon itself, or, for the

@@ -174,7 +174,7 @@ def test_tmpfs_from_the_host_config():
     {"Mounts": [{"Type": "tmpfs", "Target": "/a", "Source": "/h"}]},
     {"Mounts": [{"Type": "tmpfs", "Target": "/a", "TmpfsOptions": {"SizeBytes": -1}}]},
     {"Mounts": [{"Type": "tmpfs", "Target": "/a", "TmpfsOptions": {"Mode": "1777"}}]},
-    {"CapAdd": ["NOPE"]}, {"NetworkMode": "container:abc"}, {"NetworkMode": 5},
+    {"CapAdd": ["NOPE"]}, {"NetworkMode": "container:"}, {"NetworkMode": 5},
     {"NanoCpus": 10**9, "CpuQuota": 50000}, {"CpuShares": -2}, {"NanoCpus": "1"},
     {"CpuQuota": 999}, {"CpuQuota": -2}, {"CpuPeriod": 999}, {"CpuPeriod": 1000001},
 ])
@@ -185,8 +185,8 @@ def test_bad_launch_options_are_refused_at_create(host):
 
 def test_network_modes_and_cpus():
     assert [launchopts.network({"NetworkMode": m}) for m in ("host", "none", "bridge", "default", "")] == \
-        ["host", "none", "loopback", "loopback", "loopback"]
-    assert launchopts.network({}) == "loopback"
+        ["host", "none", "none", "none", "none"]
+    assert launchopts.network({}) == "none"
     assert launchopts.cpu({"NanoCpus": 1_500_000_000, "CpuShares": 512}) == (512, 150000, 100000)
     assert launchopts.cpu({"CpuQuota": 20000, "CpuPeriod": 50000}) == (0, 20000, 50000)
     assert launchopts.cpu({}) == (0, 0, 0)
@@ -219,7 +219,7 @@ def test_engine_plan_reads_the_host_fields(tmp_path):
 
 def test_engine_plan_of_an_old_record_is_todays_launch(tmp_path):
     plan = engine_plan.build(_record(tmp_path, {"Memory": 0}), [], [str(tmp_path)], _Driver(), None)
-    assert plan.caps == list(capabilities.DEFAULT) and plan.network == "loopback"
+    assert plan.caps == list(capabilities.DEFAULT) and plan.network == "none"
     assert (plan.readonly_rootfs, plan.init, plan.privileged, plan.tmpfs) == (False, False, False, [])
     assert (plan.pids_limit, plan.cpu_shares, plan.cpu_quota, plan.cpu_period) == (0, 0, 0, 0)
     # Init null (the API's "daemon default") is off, as dockerd's default.
