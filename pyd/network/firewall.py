@@ -42,6 +42,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import threading
 from typing import Iterable, List, Optional
 
 from .. import errors
@@ -160,6 +161,8 @@ class Firewall:
         self.nat_chain = f"{chain}-POSTROUTING"
         self.nft_table = chain.lower()      # `table ip pyd` for nft masquerade
         self.added = {}                     # bridge -> subnet or None, by this object
+        # One change at a time: a -C then -A from two threads would add a rule twice.
+        self._lock = threading.RLock()
 
     # --- detection -------------------------------------------------------
 
@@ -184,6 +187,7 @@ class Firewall:
                 fw.forward_policy = "DROP (" + ", ".join(drops) + ")" if drops else "ACCEPT"
             except _ToolFailed as e:
                 log.warning("firewall: cannot list nft chains: %s", e)
+                fw.reason = str(e)
             return fw
         dirs = "PATH, " + ", ".join(SEARCH_DIRS) if search_path is None else ", ".join(search_path)
         fw = cls(br_netfilter=br_nf, reason=f"iptables/nft not found (searched {dirs})", chain=chain)
@@ -202,12 +206,15 @@ class Firewall:
                     policy = line.split()[2]
         except _ToolFailed as e:
             log.warning("firewall: %s", e)
+            reason = str(e)
+        else:
+            reason = ""
         binaries = [ipt]
         other = _other_backend_in_use(backend, nft, search_path)
         if other:
             binaries.append(other)
         return cls("iptables", iptables=binaries, nft=nft, backend=backend, br_netfilter=br_nf,
-                   forward_policy=policy, chain=chain)
+                   forward_policy=policy, reason=reason, chain=chain)
 
     def describe(self) -> str:
         """One line for the log and /info, e.g. "iptables (nf_tables);
@@ -219,7 +226,8 @@ class Firewall:
         head = self.tool if self.tool == "nft" else f"iptables ({self.backend or 'unknown backend'})"
         if len(self.iptables) > 1:
             head += " + " + ", ".join(os.path.basename(b) for b in self.iptables[1:])
-        return f"{head}; {nf}; FORWARD policy {self.forward_policy or 'unknown'}"
+        tail = f"; failing: {self.reason}" if self.reason else ""
+        return f"{head}; {nf}; FORWARD policy {self.forward_policy or 'unknown'}{tail}"
 
     # --- the API ---------------------------------------------------------
 
@@ -244,15 +252,16 @@ class Firewall:
                 w += f"; no outbound NAT for {net}"
             warnings.append(w)
         else:
-            try:
-                if self.tool == "iptables":
-                    for binary in self.iptables:
-                        self._ipt_allow(binary, bridge, str(net) if masquerade else None)
-                else:
-                    warnings += self._nft_allow(bridge, str(net) if masquerade else None)
-            except _ToolFailed as e:
-                warnings.append(f"firewall rules for {bridge}: {e}")
-        self.added[bridge] = str(net) if masquerade else None
+            with self._lock:
+                try:
+                    if self.tool == "iptables":
+                        for binary in self.iptables:
+                            self._ipt_allow(binary, bridge, str(net) if masquerade else None)
+                    else:
+                        warnings += self._nft_allow(bridge, str(net) if masquerade else None)
+                except _ToolFailed as e:
+                    warnings.append(f"firewall rules for {bridge}: {e}")
+                self.added[bridge] = str(net) if masquerade else None
         for w in warnings:
             log.warning("firewall: %s", w)
         return warnings
@@ -261,24 +270,27 @@ class Firewall:
         """Delete every pyd rule that names `bridge` (also ones a crashed
         daemon left). Idempotent; failures are logged."""
         _check_bridge(bridge)
-        self._remove(lambda br: br == bridge)
-        self.added.pop(bridge, None)
+        with self._lock:
+            self._remove(lambda br: br == bridge)
+            self.added.pop(bridge, None)
 
     def remove_stale(self, keep: Iterable = ()):
         """Delete pyd's rules for every bridge not in `keep` (what a daemon
         that crashed left behind), then pyd's chains if nothing is left."""
         keep = set(keep)
-        self._remove(lambda br: br not in keep)
-        for br in [b for b in self.added if b not in keep]:
-            del self.added[br]
-        self._prune()
+        with self._lock:
+            self._remove(lambda br: br not in keep)
+            for br in [b for b in self.added if b not in keep]:
+                del self.added[br]
+            self._prune()
 
     def close(self):
         """Delete everything this object added, and pyd's chains (with their
         jumps) once empty."""
-        for br in list(self.added):
-            self.remove_bridge(br)
-        self._prune()
+        with self._lock:
+            for br in list(self.added):
+                self.remove_bridge(br)
+            self._prune()
 
     def rules(self) -> List[str]:
         """pyd's current rules as the tool prints them (for logs and tests)."""
