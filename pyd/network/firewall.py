@@ -34,6 +34,7 @@ daemon still runs, `describe()` says what is missing (for /info), and
 caller decides whether pyd turns forwarding on (dockerd's --ip-forward).
 """
 
+import hashlib
 import ipaddress
 import json
 import logging
@@ -92,6 +93,16 @@ def enable_ip_forward(path=IP_FORWARD) -> Optional[str]:
         with open(path, "w") as f:
             f.write("1\n")
     return before
+
+
+def chain_for_root(root, default_root="/var/lib/pyd") -> str:
+    """The chain prefix for a daemon with data root `root`: "PYD" for the
+    default root, "PYD" + 8 hex of the root's sha256 for any other. Two
+    daemons on one host (a test daemon beside the real one) then never share
+    chains, so one's remove_stale cannot delete the other's rules."""
+    if os.path.abspath(root) == os.path.abspath(default_root):
+        return "PYD"
+    return "PYD" + hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:8].upper()
 
 
 def _run(argv, check=True):
@@ -190,9 +201,8 @@ class Firewall:
                 fw.reason = str(e)
             return fw
         dirs = "PATH, " + ", ".join(SEARCH_DIRS) if search_path is None else ", ".join(search_path)
-        fw = cls(br_netfilter=br_nf, reason=f"iptables/nft not found (searched {dirs})", chain=chain)
-        log.warning("firewall: %s", fw.describe())
-        return fw
+        # Not logged here: the caller logs describe() once, with the rest of its start.
+        return cls(br_netfilter=br_nf, reason=f"iptables/nft not found (searched {dirs})", chain=chain)
 
     @classmethod
     def _detect_iptables(cls, ipt, nft, br_nf, search_path, chain):
@@ -235,7 +245,8 @@ class Firewall:
         """Let traffic between ports of `bridge`, out of it, and replies into
         it pass FORWARD; with `masquerade`, NAT `subnet` leaving by another
         interface. Idempotent (a changed subnet replaces the old NAT rule).
-        Returns warnings; raises only BadParameter for a bad name or subnet."""
+        Returns warnings (not logged here); raises only BadParameter for a
+        bad name or subnet."""
         _check_bridge(bridge)
         try:
             net = ipaddress.ip_network(subnet, strict=False)
@@ -262,9 +273,7 @@ class Firewall:
                 except _ToolFailed as e:
                     warnings.append(f"firewall rules for {bridge}: {e}")
                 self.added[bridge] = str(net) if masquerade else None
-        for w in warnings:
-            log.warning("firewall: %s", w)
-        return warnings
+        return warnings     # the caller logs them, naming the network
 
     def remove_bridge(self, bridge):
         """Delete every pyd rule that names `bridge` (also ones a crashed

@@ -28,7 +28,7 @@ import sys
 
 import pytest
 
-from pyd.network.firewall import BR_NF_CALL_IPTABLES, Firewall, enable_ip_forward
+from pyd.network.firewall import BR_NF_CALL_IPTABLES, Firewall, chain_for_root, enable_ip_forward
 from tests.pydtest import require
 
 PORT = 8080
@@ -348,3 +348,12 @@ def test_enable_ip_forward_reports_the_previous_value(tmp_path):
     assert enable_ip_forward(str(path)) == "0"
     assert path.read_text() == "1\n"
     assert enable_ip_forward(str(path)) == "1"
+
+
+def test_each_data_root_gets_its_own_chains():
+    assert chain_for_root("/var/lib/pyd") == chain_for_root("/var/lib/pyd/") == "PYD"
+    a, b = chain_for_root("/tmp/root-a"), chain_for_root("/tmp/root-b")
+    assert a != b and a.startswith("PYD") and len(a) == 11
+    fw = Firewall(chain=a)
+    assert (fw.fwd_chain, fw.nat_chain) == (f"{a}-FORWARD", f"{a}-POSTROUTING")
+    assert len(fw.nat_chain) <= 28        # iptables' longest chain name
