@@ -156,12 +156,13 @@ class Networking:
             log.info("networking is off (-b none): containers get a loopback-only namespace")
             return
         from ..network.dns import DnsServer
-        from ..network.firewall import Firewall
+        from ..network.firewall import Firewall, chain_for_root, enable_ip_forward
         from ..network.proxy import Proxy
         self._nl = Netlink()
         self.proxy = Proxy()
         self.dns = DnsServer(self._resolve, self._upstreams(), reverse=self._reverse)
-        self.firewall = Firewall.detect(enabled=self.config.iptables)
+        # Chains named from the data root: two daemons never remove each other's rules.
+        self.firewall = Firewall.detect(enabled=self.config.iptables, chain=chain_for_root(self.config.root))
         log.info("firewall: %s", self.firewall.describe())
         for name in br.stale_ends(self._nl):
             log.info("removing veth %s left by a daemon that died", name)
@@ -169,7 +170,12 @@ class Networking:
         self._default_bridge()
         self.firewall.remove_stale(keep=[r["bridge"] for r in self.store.all()])
         if self.config.ip_forward:
-            _enable_ip_forward()
+            try:
+                if enable_ip_forward() == "0":
+                    log.info("net.ipv4.ip_forward set to 1 for containers' outbound traffic "
+                             "(--ip-forward=false leaves it)")
+            except OSError as e:
+                log.warning("could not enable net.ipv4.ip_forward: %s", e)
         for rec in self.store.all():
             self._bring_up(rec)
         self.enabled = True
@@ -660,16 +666,3 @@ def _nameservers(path="/etc/resolv.conf"):
     except OSError:
         pass
     return out
-
-
-def _enable_ip_forward():
-    """As dockerd's --ip-forward (on by default): containers' outbound traffic
-    is routed by the host. Failing to set it is a warning, not a refusal."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_forward", "r+") as f:
-            if f.read().strip() != "1":
-                f.seek(0)
-                f.write("1")
-                log.info("net.ipv4.ip_forward set to 1 (--ip-forward=false keeps it as it is)")
-    except OSError as e:
-        log.warning("could not enable net.ipv4.ip_forward: %s", e)
