@@ -337,8 +337,17 @@ def _family(ip: str):
 
 
 class _Listener:
-    def __init__(self, key, sock, tcp):
+    def __init__(self, key, sock, tcp, allow):
         self.key, self.sock, self.tcp = key, sock, tcp
+        self.allow = allow      # an ip_network clients must come from, or None
+
+    def allows(self, addr):
+        if self.allow is None:
+            return True
+        try:
+            return ipaddress.ip_address(addr[0]) in self.allow
+        except ValueError:
+            return False
 
 
 class _TcpClient:
@@ -405,11 +414,15 @@ class DnsServer:
 
     # -- public API, any thread
 
-    def listen(self, key, address: str, port: int = 53):
+    def listen(self, key, address: str, port: int = 53, subnet=None):
         """Bind UDP and TCP on (address, port) for `key`. OSError(errno,
-        "bind dns udp socket: 172.18.0.1:53") if either cannot be had; then
-        neither is kept."""
+        "bind dns udp socket: 172.18.0.1:53: ...") if either cannot be had;
+        then neither is kept. With `subnet` ("172.18.0.0/16"), queries from
+        other sources are dropped: the gateway is a host address, so a
+        container of another network could reach it and read this
+        network's names otherwise."""
         ip = str(ipaddress.ip_address(address))
+        allow = ipaddress.ip_network(subnet, strict=False) if subnet is not None else None
         fam = _family(ip)
         socks = []
         try:
@@ -433,7 +446,7 @@ class DnsServer:
             for s in socks:
                 s.close()
             raise
-        listeners = [_Listener(key, socks[0], False), _Listener(key, socks[1], True)]
+        listeners = [_Listener(key, socks[0], False, allow), _Listener(key, socks[1], True, allow)]
         try:
             self._call(lambda: self._add_listeners(key, listeners))
         except BaseException:
@@ -441,6 +454,11 @@ class DnsServer:
                 s.close()
             raise
         log.debug("dns: listening on %s:%d for %r", ip, port, key)
+
+    def set_upstreams(self, upstreams):
+        """Replace the upstream list (the host's resolv.conf changed). Queries
+        already being forwarded keep the list they started with."""
+        self._upstreams = [(str(ipaddress.ip_address(ip)), int(port)) for ip, port in upstreams]
 
     def addresses(self, key):
         """The (address, port) pairs `key` listens on (for logs and tests)."""
@@ -611,6 +629,9 @@ class DnsServer:
             except OSError as e:
                 log.debug("dns: udp recv: %s", e)
                 return
+            if not ln.allows(addr):
+                log.debug("dns: dropped a query from %s, outside %s", addr[0], ln.allow)
+                continue
             try:
                 self._query(ln.key, data, ln, addr)
             except Malformed as e:
@@ -633,6 +654,10 @@ class DnsServer:
             except OSError as e:
                 log.debug("dns: accept: %s", e)
                 return
+            if not ln.allows(addr):
+                log.debug("dns: refused a tcp client from %s, outside %s", addr[0], ln.allow)
+                sock.close()
+                continue
             if len(self._clients) >= MAX_TCP_CLIENTS:
                 log.debug("dns: too many tcp clients, refusing %s", addr)
                 sock.close()
@@ -713,7 +738,8 @@ class DnsServer:
         q = parse_query(data)
         tcp = isinstance(client, _TcpClient)
         local_limit = 65535 if tcp else (min(q.udp_size, UDP_OURS) if q.edns else UDP_PLAIN)
-        ra = bool(self._upstreams)
+        all_upstreams = self._upstreams     # one read: set_upstreams may swap it
+        ra = bool(all_upstreams)
         if q.opcode != 0:
             self._reply(client, addr, build_response(q, NOTIMP, ra=ra, limit=local_limit))
             return
@@ -729,7 +755,7 @@ class DnsServer:
         if local is not None:
             self._reply(client, addr, build_response(q, NOERROR, local, aa=True, ra=ra, limit=local_limit))
             return
-        upstreams = [u for u in self._upstreams if not self._is_own(u)]
+        upstreams = [u for u in all_upstreams if not self._is_own(u)]
         if not upstreams:
             self._reply(client, addr, build_response(q, SERVFAIL, ra=ra, limit=local_limit))
             return

@@ -430,6 +430,49 @@ def test_listen_errors_are_clear_and_unlisten_frees_the_port(names):
         assert ask(port, "web").addresses() == ["172.18.0.2"]
 
 
+def test_queries_from_outside_the_subnet_are_dropped(names):
+    with make(names) as server:
+        port = listen(server, "net1")
+        for _ in range(50):
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            probe.bind((LO, 0))
+            other = probe.getsockname()[1]
+            probe.close()
+            try:
+                server.listen("net2", LO, other, subnet="10.0.0.0/8")   # 127.0.0.1 is outside
+                break
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+        with pytest.raises(socket.timeout):
+            ask(other, "web", timeout=0.3)
+        with socket.create_connection((LO, other), timeout=5) as t:
+            t.sendall(struct.pack(">H", 17) + dns.build_query(1, "web"))
+            try:
+                assert t.recv(10) == b""    # hung up on at accept...
+            except ConnectionResetError:
+                pass                        # ...with the query unread, which may reset
+        server.unlisten("net2")
+        server.listen("net2", LO, other, subnet="127.0.0.0/8")
+        assert ask(other, "web").addresses() == ["172.19.0.9"]
+        assert ask(port, "web").addresses() == ["172.18.0.2"]     # no subnet: anyone
+
+
+def test_upstream_that_is_ourselves_is_skipped_and_upstreams_can_change(names, upstream):
+    with make(names) as server:
+        port = listen(server, "net1")
+        server.set_upstreams([(LO, port)])       # forwarding there would loop
+        start = time.monotonic()
+        assert ask(port, "example.com").rcode == dns.SERVFAIL
+        assert time.monotonic() - start < 1.0
+        server.set_upstreams([(LO, port), upstream.addr])
+        assert ask(port, "example.com").addresses() == ["192.0.2.7"]
+        server.set_upstreams([])
+        assert ask(port, "example.com").rcode == dns.SERVFAIL
+    upstream.close()
+    assert len(upstream.seen) == 1
+
+
 def test_close_stops_the_thread_and_frees_everything(names):
     server = make(names)
     port = listen(server, "net1")
