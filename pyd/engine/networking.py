@@ -188,7 +188,9 @@ class Networking:
             log.warning("%s: %s", rec["bridge"], w)
         if rec["Name"] != "bridge":
             try:
-                self.dns.listen(rec["Id"], rec["gateway"])
+                # Only its own containers may ask: the gateway is a host
+                # address that other networks' containers reach too.
+                self.dns.listen(rec["Id"], rec["gateway"], subnet=rec["subnet"])
             except OSError as e:
                 log.warning("network %s: no DNS for its containers: %s", rec["Name"], e)
 

@@ -57,7 +57,15 @@ def version(path=None):
 class Dockerd:
     """A dockerd of our own. Like tests.pydtest.Daemon: .port, .sock, .api, .unix_api, start(), stop(), log()."""
 
-    def __init__(self, root, storage_driver=None):
+    def __init__(self, root, storage_driver=None, networking=False):
+        """`networking`: dockerd as a host runs it, with iptables (br_netfilter,
+        FORWARD policy DROP, its chains, docker-proxy for -p) and a bridge of
+        its own made here (dkt<random>, on a subnet no route uses); the host's
+        iptables rules are saved before and restored after, and the bridge
+        removed, since dockerd leaves its rules behind when it stops."""
+        self.networking = networking
+        self.bridge = None
+        self._saved_rules = None
         self.root = str(root)
         self.port = free_port()
         self.sock = os.path.join(self.root, "d.sock")
@@ -73,13 +81,16 @@ class Dockerd:
         return [installed(), "--data-root", os.path.join(self.root, "data"),
                 "--exec-root", os.path.join(self.root, "exec"),
                 "-H", f"unix://{self.sock}", "-H", f"tcp://127.0.0.1:{self.port}",
-                "--pidfile", self.pidfile, "--iptables=false", "--ip-masq=false", "--ip-forward=false",
-                "--bridge=none", "--storage-driver", driver]
+                "--pidfile", self.pidfile, "--storage-driver", driver] + (
+                    ["--bridge", self.bridge, "--ip-masq=false"] if self.networking else
+                    ["--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none"])
 
     def start(self, timeout=60):
         if not installed():
             raise RuntimeError("dockerd is not installed (apt-get install docker.io)")
         os.makedirs(self.root, exist_ok=True)
+        if self.networking and self.bridge is None:
+            self._make_bridge()
         drivers = [self.storage_driver] if self.storage_driver else ["overlay2", "vfs"]
         errors = []
         for driver in drivers:
@@ -119,7 +130,42 @@ class Dockerd:
         if self._log:
             self._log.close()
             self._log = None
+        if self.networking:
+            self._undo_networking()
         return self.proc.returncode if self.proc else None
+
+    def _make_bridge(self):
+        import ipaddress, secrets
+        self._saved_rules = {t: subprocess.run([t + "-save"], capture_output=True, timeout=30, check=True).stdout
+                             for t in ("iptables",)}
+        self._saved_policy_sysctl = _read("/proc/sys/net/ipv4/ip_forward")
+        # As on a fresh host: dockerd sets the FORWARD policy to DROP when it is
+        # the one that turns forwarding on (moby's setupIPForwarding).
+        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write("0")
+        taken = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, timeout=10).stdout + \
+            subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, timeout=10).stdout
+        nets = [ipaddress.ip_network(w, strict=False) for w in taken.split() if "/" in w and w[0].isdigit()]
+        for third in range(100, 250):
+            cand = ipaddress.ip_network(f"10.214.{third}.0/24")
+            if not any(cand.overlaps(n) for n in nets):
+                break
+        self.bridge = "dkt" + secrets.token_hex(4)
+        self.subnet = cand
+        subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True, timeout=10)
+        subprocess.run(["ip", "addr", "add", f"{next(cand.hosts())}/24", "dev", self.bridge], check=True, timeout=10)
+        subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True, timeout=10)
+
+    def _undo_networking(self):
+        if self.bridge:
+            subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True, timeout=10)
+            self.bridge = None
+        for tool, saved in (self._saved_rules or {}).items():
+            subprocess.run([tool + "-restore"], input=saved, capture_output=True, timeout=30)
+        self._saved_rules = None
+        if getattr(self, "_saved_policy_sysctl", None) is not None:
+            with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+                f.write(self._saved_policy_sysctl)
 
     def log(self):
         try:
@@ -127,6 +173,14 @@ class Dockerd:
                 return f.read().decode(errors="replace")[-20000:]
         except OSError:
             return ""
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def load_busybox(api, tar, repo="busybox", tag="latest", prefix=""):
