@@ -1371,6 +1371,7 @@ def _endpoints_config(value):
         raise errors.BadParameter("EndpointsConfig must be an object of {network: endpoint settings}")
     out = {}
     for net, ep in value.items():
+        net = "bridge" if net == "default" else net  # the docker CLI names the default network so
         ep = ep or {}
         if not isinstance(ep, dict):
             raise errors.BadParameter(f"invalid endpoint settings for network {net}")

@@ -42,7 +42,7 @@ services:
     networks: [front]
   client:
     image: busybox
-    command: ["sh", "-c", "i=0; while [ $$i -lt 600 ]; do wget -q -T 2 -O - http://web/index.html && echo; i=$$((i+1)); sleep 0.5; done"]
+    command: ["sh", "-c", "i=0; while [ $$i -lt 600 ]; do timeout 2 wget -q -O - http://web/index.html && echo; i=$$((i+1)); sleep 0.5; done"]
     networks: [front]
     depends_on: [web]
 volumes:
