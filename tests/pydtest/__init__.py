@@ -262,8 +262,11 @@ class Api:
 class Daemon:
     """A real pyd process with its own data root, TCP port and unix socket."""
 
-    def __init__(self, root, extra_args=(), cmd=None):
-        """`cmd`: the daemon command as a list (default: daemon_cmd(), from PYD_CMD)."""
+    def __init__(self, root, extra_args=(), cmd=None, net_args=True):
+        """`cmd`: the daemon command as a list (default: daemon_cmd(), from PYD_CMD).
+        `net_args`: give it a bridge of its own and no DNS upstream (False for
+        an old release, which has no networking flags)."""
+        self.net_args = net_args
         self.root = str(root)
         self.cmd = list(cmd) if cmd is not None else None
         self.port = free_port()
@@ -288,9 +291,11 @@ class Daemon:
 
     def argv(self):
         net = []
-        if not any(a in ("-b", "--bridge") or a.startswith("--bridge=") for a in self.extra_args):
+        if not self.net_args:
+            pass  # an old release (migration tests): its own flags only
+        elif not any(a in ("-b", "--bridge") or a.startswith("--bridge=") for a in self.extra_args):
             net += ["--bridge", self.bridge]
-        if not any(a.startswith("--dns-upstream") for a in self.extra_args):
+        if self.net_args and not any(a.startswith("--dns-upstream") for a in self.extra_args):
             # Never the host's resolvers (the network rule): unknown names fail.
             net += ["--dns-upstream", "none"]
         return (self.cmd if self.cmd is not None else daemon_cmd()) + ["-H", f"tcp://127.0.0.1:{self.port}", "-H", f"unix://{self.sock}",
@@ -330,7 +335,7 @@ class Daemon:
         """A daemon killed with -9 and never restarted leaves its bridge (with
         an address that takes a subnet): remove it, so later daemons have pools."""
         name = self.bridge
-        if name != "none" and os.path.exists(f"/sys/class/net/{name}"):
+        if self.net_args and name != "none" and os.path.exists(f"/sys/class/net/{name}"):
             subprocess.run(["ip", "link", "delete", name], capture_output=True, timeout=10)
 
     def server_pid(self):

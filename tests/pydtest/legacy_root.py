@@ -188,7 +188,7 @@ def build_root_010(root, workdir, checkout=TOP, python=None):
     compile_shim(tree, python)
 
     cmd = [python, os.path.join(tree, "pyd.py")]
-    d = Daemon(root, cmd=cmd)
+    d = Daemon(root, cmd=cmd, net_args=False)
     d.start()
     try:
         v = _ok(d.api.get("/version"), 200, "version").json()
