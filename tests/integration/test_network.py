@@ -16,6 +16,7 @@ proxy -> the container's address, as a server inside would see them.
 """
 
 import hashlib
+import json
 import http.client
 import ipaddress
 import os
@@ -28,6 +29,7 @@ import sys
 import threading
 import time
 import uuid
+from urllib.parse import quote
 
 import pytest
 
@@ -536,7 +538,15 @@ def test_network_none_has_only_loopback(box):
 
 def test_network_host_sees_the_hosts_interfaces(box, daemon):
     before = links()
-    code, out = box.call(["ls", "/sys/class/net"], host={"NetworkMode": "host"})
+    r = box.api.post(f"{V}/containers/create", {"Image": "busybox", "Cmd": ["ls", "/sys/class/net"],
+                                                "HostConfig": {"NetworkMode": "host",
+                                                               "PortBindings": {"80/tcp": [{}]}}})
+    assert r.status == 201, r
+    assert "Published ports are discarded" in " ".join(r.json()["Warnings"] or []), r
+    cid = r.json()["Id"]
+    box.made.append(cid)
+    box.start(cid)
+    code, out = box.wait(cid), box.logs(cid)
     after = links()
     inside = set(out.split())
     assert code == 0, out
@@ -689,7 +699,15 @@ def test_networks_persist_across_a_daemon_restart(new_daemon, busybox_tar_net):
     net = Box(d.api).network(IPAM={"Config": [{"Subnet": "10.213.7.0/24"}]}, Labels={"keep": "yes"})
     before = network_json(d.api, net)
     assert before["IPAM"]["Config"][0]["Subnet"] == "10.213.7.0/24"
+    # a running container with a published port: a clean stop undoes all of it
+    port = free_port()
+    b0 = Box(d.api)
+    c = b0.run(["sleep", "300"], host={"NetworkMode": net, "PortBindings": {"80/tcp": [{"HostPort": str(port)}]}})
+    veth = veth_name(c, before["Id"])
+    bridge = bridge_of(d.api, net)
+    assert veth in links() and bridge in links() and not port_is_free(port)
     assert d.stop() == 0
+    assert veth not in links() and bridge not in links() and port_is_free(port)
     d2 = new_daemon(root=d.root).start()
     after = network_json(d2.api, net)
     assert (after["Id"], after["IPAM"]["Config"], after["Labels"]) == (
@@ -708,6 +726,66 @@ def test_networks_persist_across_a_daemon_restart(new_daemon, busybox_tar_net):
     assert d2.stop() == 0
 
 
+def test_restart_and_a_forced_remove_release_the_port_and_the_veth(box):
+    port = free_port()
+    cid = box.run(["sleep", "300"], host={"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}})
+    veth = veth_name(cid, network_json(box.api, "bridge")["Id"])
+    r = box.api.post(f"{V}/containers/{cid}/restart?t=0")
+    assert r.status == 204, r
+    info = box.info(cid)
+    assert info["State"]["Running"] and info["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"] == str(port)
+    assert info["NetworkSettings"]["IPAddress"] and not port_is_free(port) and veth in links()
+    r = box.api.delete(f"{V}/containers/{cid}?force=1")
+    assert r.status == 204, r
+    assert port_is_free(port) and veth not in links()
+
+
+def test_a_static_address_on_a_user_network(box):
+    net = box.network(IPAM={"Config": [{"Subnet": "10.213.9.0/24", "Gateway": "10.213.9.254"}]})
+    cfg = network_json(box.api, net)["IPAM"]["Config"][0]
+    assert cfg == {"Subnet": "10.213.9.0/24", "Gateway": "10.213.9.254"}
+    code, out = box.call(["sh", "-c", "ip -4 addr show eth0; ip route"], host={"NetworkMode": net},
+                         networking={net: {"IPAMConfig": {"IPv4Address": "10.213.9.77"}}})
+    assert code == 0, out
+    assert "inet 10.213.9.77/24" in out and "default via 10.213.9.254" in out, out
+    # the address is taken while a container holds it
+    holder = box.run(["sleep", "60"], host={"NetworkMode": net},
+                     networking={net: {"IPAMConfig": {"IPv4Address": "10.213.9.77"}}})
+    assert box.info(holder)["NetworkSettings"]["Networks"][net]["IPAddress"] == "10.213.9.77"
+    other = box.create(["true"], host={"NetworkMode": net},
+                       networking={net: {"IPAMConfig": {"IPv4Address": "10.213.9.77"}}})
+    r = box.api.post(f"{V}/containers/{other}/start")
+    assert r.status in (403, 409, 500) and "10.213.9.77" in r.json()["message"], r
+    assert not box.info(other)["State"]["Running"]
+
+
+def test_the_cli_drives_networks(box, cli):
+    net, alias = uniq("clinet"), uniq("clialias")
+    r = cli("network", "create", net)
+    assert r.returncode == 0, r
+    box.nets.append(net)
+    r = cli("network", "ls", "--format", "{{.Name}} {{.Driver}}")
+    assert r.returncode == 0 and f"{net} bridge" in r.stdout.splitlines(), r
+    r = cli("network", "inspect", net, "--format", "{{(index .IPAM.Config 0).Subnet}}")
+    assert r.returncode == 0, r
+    ipaddress.ip_network(r.stdout.strip())
+    name, token = uniq("clisrv"), uniq("cli")
+    r = cli("run", "-d", "--pull", "never", "--name", name, "--network", net, "--network-alias", alias, "busybox",
+            "sh", "-c", HTTPD.format(token=token))
+    assert r.returncode == 0, r
+    box.made.append(r.stdout.strip())
+    wait_for(lambda: listening(pid_of(box.info(name)), 80), 20, "httpd to listen")
+    r = cli("run", "--rm", "--pull", "never", "--network", net, "busybox", *wget(f"http://{alias}/file"))
+    assert (r.returncode, r.stdout.strip()) == (0, token), r
+    r = cli("network", "rm", net)
+    assert r.returncode != 0 and "active endpoints" in r.stderr, r
+    r = cli("rm", "-f", name)
+    assert r.returncode == 0, r
+    r = cli("network", "rm", net)
+    assert r.returncode == 0, r
+    assert box.api.get(f"{V}/networks/{net}").status == 404
+
+
 # -- /networks ---------------------------------------------------------------------------------
 
 def test_network_list_inspect_delete_and_prune_shapes(box):
@@ -716,7 +794,12 @@ def test_network_list_inspect_delete_and_prune_shapes(box):
     assert bridge in links()
     listed = {n["Name"]: n for n in box.api.get(f"{V}/networks").json()}
     assert {"bridge", "host", "none", net} <= set(listed)
-    assert (listed["bridge"]["Driver"], listed["host"]["Driver"], listed["none"]["Driver"]) == ("bridge", "host", "null")
+    drivers = (listed["bridge"]["Driver"], listed["host"]["Driver"], listed["none"]["Driver"])
+    assert drivers == ("bridge", "host", "null")
+    r = box.api.get(f"{V}/networks?filters=" + quote(json.dumps({"name": [net]})))
+    assert r.status == 200 and [n["Name"] for n in r.json()] == [net], r
+    r = box.api.get(f"{V}/networks?filters=" + quote(json.dumps({"type": ["custom"]})))
+    assert net in {n["Name"] for n in r.json()} and "bridge" not in {n["Name"] for n in r.json()}
     mine = listed[net]
     assert mine["Driver"] == "bridge" and len(mine["Id"]) == 64 and mine["Labels"] == {"purpose": "test"}
     subnet = ipaddress.ip_network(mine["IPAM"]["Config"][0]["Subnet"])
