@@ -302,6 +302,10 @@ def test_user_network_names_and_aliases(box):
     # a name that is nobody's does not resolve (the upstream is none)
     code, out = box.call(wget(f"http://{uniq('nobody')}/file"), host={"NetworkMode": net})
     assert code != 0 and token not in out
+    # once the server has exited its names are gone
+    box.kill(srv)
+    code, out = box.call(["nslookup", name], host={"NetworkMode": net})
+    assert code != 0 and got["IPAddress"] not in out, out
 
 
 class Responder:
@@ -521,6 +525,11 @@ def test_a_port_conflict_fails_the_start_and_leaves_nothing(box):
         assert veth_name(cid, bridge_id) not in links()
     finally:
         taken.close()
+    # an address that is not the host's: the start fails and says why
+    bad = box.create(["sleep", "60"], host={"PortBindings": {"80/tcp": [{"HostIp": "192.0.2.1", "HostPort": ""}]}})
+    r = box.api.post(f"{V}/containers/{bad}/start")
+    assert r.status == 500 and "192.0.2.1" in r.json()["message"], r
+    assert not box.info(bad)["State"]["Running"]
     # once the port is free, the same container starts and publishes it
     box.start(cid)
     assert box.info(cid)["NetworkSettings"]["Ports"]["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(busy)}]
@@ -608,6 +617,27 @@ def test_connect_and_disconnect_plug_and_unplug_a_running_container(box, cli):
     assert veth not in links()
     r = box.api.post(f"{V}/networks/{other}/disconnect", {"Container": client})
     assert r.status == 403, r
+
+
+def test_a_network_connected_while_stopped_is_joined_at_the_start(box):
+    home, other = box.network(), box.network()
+    cid = box.create(["ip", "-4", "addr"], host={"NetworkMode": home})
+    r = box.api.post(f"{V}/networks/{other}/connect", {"Container": cid})
+    assert r.status == 200, r
+    box.start(cid)
+    assert box.wait(cid) == 0
+    out = box.logs(cid)
+    for n in (home, other):
+        prefix = str(ipaddress.ip_network(network_json(box.api, n)["IPAM"]["Config"][0]["Subnet"]).network_address)
+        assert f"inet {prefix.rsplit('.', 2)[0]}." in out, (n, out)
+    assert "eth0" in out and "eth1" in out, out
+    # and one disconnected while stopped is not
+    r = box.api.post(f"{V}/networks/{other}/disconnect", {"Container": cid})
+    assert r.status == 200, r
+    box.start(cid)
+    assert box.wait(cid) == 0
+    both = box.logs(cid)  # the logs of both runs: eth1 only in the first
+    assert (both.count(": eth0"), both.count(": eth1")) == (2, 1), both
 
 
 def test_connect_and_disconnect_change_reachability_by_name(box, cli):
