@@ -732,7 +732,7 @@ def test_networks_persist_across_a_daemon_restart(new_daemon, busybox_tar_net):
     # a running container with a published port: a clean stop undoes all of it
     port = free_port()
     b0 = Box(d.api)
-    c = b0.run(["sleep", "300"], host={"NetworkMode": net, "PortBindings": {"80/tcp": [{"HostPort": str(port)}]}})
+    c = b0.run(["sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"], host={"NetworkMode": net, "PortBindings": {"80/tcp": [{"HostPort": str(port)}]}})
     veth = veth_name(c, before["Id"])
     bridge = bridge_of(d.api, net)
     assert veth in links() and bridge in links() and not port_is_free(port)
