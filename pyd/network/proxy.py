@@ -75,7 +75,7 @@ F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 PIPE_SIZE = 1 << 20          # bytes a direction holds in flight (pipe or buffer)
-COPY_SIZE = 256 << 10        # the fallback buffer of a direction without splice
+COPY_SIZE = 1 << 20          # the loop's one scratch buffer, for directions that copy
 MAX_CONNS = 4096             # per TCP listener
 MAX_ASSOCS = 4096            # per UDP listener
 UDP_TIMEOUT = 90.0           # docker-proxy's UDPConnTrackTimeout
@@ -165,16 +165,22 @@ class _Flow:
     """One direction of a TCP pair: src -> pipe (or buffer) -> dst.
 
     `fill` and `drain` move what they can and raise BlockingIOError when
-    the socket cannot; `pending` is what sits in the middle."""
+    the socket cannot; `pending` is what sits in the middle.
 
-    def __init__(self, src, dst, zero_copy, pipe_size):
+    Without splice, `fill` reads into the loop's scratch buffer (one for
+    all connections: one thread uses it) and sends at once; only what
+    the destination would not take is kept, in `held`, so an idle or
+    flowing connection holds no buffer of its own."""
+
+    def __init__(self, src, dst, zero_copy, pipe_size, scratch):
         self.src, self.dst = src, dst
         self.sfd, self.dfd = src.fileno(), dst.fileno()
         self.eof = False      # src said EOF
         self.shut = False     # and dst got shutdown(SHUT_WR)
         self.pending = 0
         self.pipe = None
-        self.buf = None
+        self.scratch = scratch
+        self.held, self.off = None, 0
         if zero_copy:
             r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self.pipe = (r, w)
@@ -183,15 +189,10 @@ class _Flow:
             except OSError:
                 pass          # over /proc/sys/fs/pipe-max-size or the user's quota: keep 64 KiB
             self.cap = fcntl.fcntl(w, F_GETPIPE_SZ)
-        else:
-            self._to_copy(b"")
 
     def _to_copy(self, held):
-        self.buf = bytearray(max(COPY_SIZE, len(held)))
-        self.buf[:len(held)] = held
-        self.view = memoryview(self.buf)
-        self.start, self.end = 0, len(held)
         self.close_pipe()
+        self.held, self.off = (held or None), 0
 
     def _unspliceable(self):
         """splice said EINVAL: take what the pipe holds and copy from now on."""
@@ -202,7 +203,7 @@ class _Flow:
         self._to_copy(held)
 
     def room(self):
-        return self.pending < self.cap if self.pipe else self.end < len(self.buf)
+        return self.pending < self.cap if self.pipe else self.pending == 0
 
     def fill(self):
         if self.pipe:
@@ -212,12 +213,21 @@ class _Flow:
                 if e.errno != errno.EINVAL:
                     raise
                 self._unspliceable()
+                if self.pending:
+                    raise BlockingIOError from None   # drain what the pipe held first
                 return self.fill()
             self.pending += n
             return n
-        n = self.src.recv_into(self.view[self.end:])
-        self.end += n
-        self.pending += n
+        buf, view = self.scratch
+        n = self.src.recv_into(buf)
+        if n:
+            try:
+                sent = self.dst.send(view[:n], socket.MSG_NOSIGNAL)
+            except BlockingIOError:
+                sent = 0
+            if sent < n:
+                self.held, self.off = bytes(view[sent:n]), 0
+                self.pending = n - sent
         return n
 
     def drain(self):
@@ -231,11 +241,11 @@ class _Flow:
                 return self.drain()
             self.pending -= n
             return n
-        n = self.dst.send(self.view[self.start:self.end], socket.MSG_NOSIGNAL)
-        self.start += n
+        n = self.dst.send(memoryview(self.held)[self.off:], socket.MSG_NOSIGNAL)
+        self.off += n
         self.pending -= n
-        if self.start == self.end:
-            self.start = self.end = 0
+        if not self.pending:
+            self.held = None
         return n
 
     def pump(self):
@@ -325,10 +335,10 @@ class _TcpConn:
     def connected(self):
         _tune(self.client)
         _tune(self.target)
-        zc, size = self.proxy.zero_copy, self.proxy.pipe_size
-        c2t = _Flow(self.client, self.target, zc, size)
+        args = self.proxy.zero_copy, self.proxy.pipe_size, self.proxy.scratch
+        c2t = _Flow(self.client, self.target, *args)
         try:
-            t2c = _Flow(self.target, self.client, zc, size)
+            t2c = _Flow(self.target, self.client, *args)
         except OSError:
             c2t.close_pipe()
             raise
@@ -381,6 +391,8 @@ class _TcpConn:
         if self.closed:
             return
         self.closed = True
+        self.listener.conns.discard(self)      # first: counted out before the peer hears
+        self.proxy.connecting.discard(self)
         for sock in self.masks:
             self.proxy.sel.unregister(sock)
         self.masks.clear()
@@ -389,8 +401,6 @@ class _TcpConn:
                 _reset(sock) if reset else sock.close()
         for flow in self.flows:
             flow.close_pipe()
-        self.listener.conns.discard(self)
-        self.proxy.connecting.discard(self)
 
 
 class _Listener:
@@ -529,9 +539,9 @@ class _UdpListener(_Listener):
     def drop(self, assoc):
         if not assoc.closed:
             assoc.closed = True
+            self.assocs.pop(assoc.addr, None)
             self.proxy.sel.unregister(assoc.sock)
             assoc.sock.close()
-            self.assocs.pop(assoc.addr, None)
 
     def expire(self, now):
         for assoc in [a for a in self.assocs.values() if now - a.last > self.proxy.udp_timeout]:
@@ -566,6 +576,7 @@ class Proxy:
         self.connecting = set()
         self.paused = set()
         self.udp_buf = None
+        self.scratch = None
         self._listeners = set()
         self._stopping = False
 
@@ -657,6 +668,8 @@ class Proxy:
         self.sel.register(self._wake_fd, READ, self._on_wake)
         buf = bytearray(UDP_BUF)
         self.udp_buf = (buf, memoryview(buf))
+        buf = bytearray(COPY_SIZE)
+        self.scratch = (buf, memoryview(buf))
         self._thread = threading.Thread(target=self._run, name="proxy", daemon=True)
         self._thread.start()
 
@@ -684,6 +697,7 @@ class Proxy:
     # -- the loop thread ---------------------------------------------------
 
     def _run(self):
+        next_sweep = 0.0
         try:
             while not self._stopping:
                 for key, mask in self.sel.select(self._timeout()):
@@ -695,15 +709,19 @@ class Proxy:
                         if isinstance(owner, _TcpConn):
                             owner.close(reset=True)
                 now = time.monotonic()
-                for conn in [c for c in self.connecting if c.deadline <= now]:
-                    conn.refused(errno.ETIMEDOUT)
                 for listener in [l for l in self.paused if l.paused_until <= now]:
                     self.paused.discard(listener)
                     if not listener.closed:
                         self.sel.register(listener.sock, READ, listener.on_event)
-                for listener in self._listeners:
-                    if isinstance(listener, _UdpListener) and listener.assocs:
-                        listener.expire(now)
+                if now >= next_sweep:
+                    # timers at the sweep's granularity; a busy loop must
+                    # not scan every association on every event
+                    next_sweep = now + self._sweep_interval()
+                    for conn in [c for c in self.connecting if c.deadline <= now]:
+                        conn.refused(errno.ETIMEDOUT)
+                    for listener in self._listeners:
+                        if isinstance(listener, _UdpListener) and listener.assocs:
+                            listener.expire(now)
         except Exception:
             log.exception("proxy: loop failed; every published port is closed")
         finally:
@@ -723,8 +741,11 @@ class Proxy:
         if self.paused:
             return _ACCEPT_PAUSE
         if self.connecting or any(getattr(l, "assocs", None) for l in self._listeners):
-            return min(1.0, self.udp_timeout / 4)
+            return self._sweep_interval()
         return None
+
+    def _sweep_interval(self):
+        return min(1.0, self.udp_timeout / 4, self.connect_timeout / 4)
 
     def _on_wake(self, mask):
         try:

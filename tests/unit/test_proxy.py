@@ -146,6 +146,30 @@ def test_large_transfer_both_directions(proxy, echo):
     assert got.hexdigest() == sent.hexdigest()
 
 
+def test_splice_einval_falls_back_to_copying_mid_stream(echo, monkeypatch):
+    """splice failing with EINVAL after some chunks (data already in the
+    pipes): the connections go on by copying, nothing lost or reordered."""
+    real, calls = os.splice, []
+
+    def splice(*args, **kw):
+        calls.append(1)
+        if len(calls) > 6:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(os, "splice", splice)
+    with Proxy() as p:
+        port = p.publish("tcp", LO, 0, LO, echo.port)
+        data = os.urandom(8 << 20)
+        with connect(port) as c:
+            sender = threading.Thread(target=lambda: (c.sendall(data), c.shutdown(socket.SHUT_WR)))
+            sender.start()
+            got = recv_all(c)
+            sender.join(T)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    assert len(calls) > 6
+
+
 def test_half_close_reaches_the_server_which_still_replies():
     """The client shuts down its write side; the server sees EOF, then
     answers, then closes; the client reads the answer and then EOF."""
@@ -265,6 +289,31 @@ def test_refused_target_resets_the_client_and_others_are_served(echo):
             c.sendall(b"still here")
             assert c.recv(100) == b"still here"
         assert len(p.published()) == 2
+
+
+def test_target_that_never_answers_times_out(echo):
+    """A target whose accept queue is full drops the SYN; after
+    connect_timeout the client is reset, and other clients are served."""
+    stuck = socket.socket()
+    stuck.bind((LO, 0))
+    stuck.listen(0)                                 # room for one queued connection
+    filler = [connect(stuck.getsockname()[1])]
+    try:
+        with Proxy(connect_timeout=0.3) as p:
+            port = p.publish("tcp", LO, 0, LO, stuck.getsockname()[1])
+            good = p.publish("tcp", LO, 0, LO, echo.port)
+            with connect(port) as c:
+                with connect(good) as g:            # the loop is not blocked meanwhile
+                    g.sendall(b"alive")
+                    assert g.recv(10) == b"alive"
+                assert p.active("tcp", LO, port) == 1
+                with pytest.raises(ConnectionResetError):
+                    c.recv(10)                      # within T: the timeout fired
+            assert p.active("tcp", LO, port) == 0
+    finally:
+        for f in filler:
+            f.close()
+        stuck.close()
 
 
 def test_ipv6_loopback(echo):
