@@ -730,7 +730,10 @@ class Proxy:
         except Exception:
             log.exception("proxy: loop failed; every published port is closed")
         finally:
-            self._stop(None)
+            try:
+                self._stop(None)
+            except Exception:
+                log.exception("proxy: closing the published ports failed")
             with self._lock:
                 self._loop_done = True
                 commands = list(self._commands)
