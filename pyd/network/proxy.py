@@ -341,7 +341,7 @@ class _TcpConn:
     def connected(self):
         _tune(self.client)
         _tune(self.target)
-        args = self.proxy.zero_copy, self.proxy.pipe_size, self.proxy.scratch
+        args = self.proxy.zero_copy, self.proxy.pipe_size, self.proxy.scratch_buffer
         c2t = _Flow(self.client, self.target, *args)
         try:
             t2c = _Flow(self.target, self.client, *args)
@@ -442,7 +442,7 @@ class _TcpListener(_Listener):
                     continue
                 # EMFILE, ENFILE, ENOBUFS: the backlog stays readable; pause
                 log.warning("proxy: %s accept: %s", self.name, e)
-                self.proxy.pause(self)
+                self.proxy.pause_listener(self)
                 return
             client.setblocking(False)
             if len(self.conns) >= self.proxy.max_conns:
@@ -677,7 +677,9 @@ class Proxy:
         self._thread = threading.Thread(target=self._run, name="proxy", daemon=True)
         self._thread.start()
 
-    def scratch(self):
+    # -- for the loop's objects (loop thread only) ----------------------------
+
+    def scratch_buffer(self):
         """The copying directions' shared buffer, made on first use (the
         loop thread's alone)."""
         if self._scratch is None:
@@ -798,7 +800,7 @@ class Proxy:
         except KeyError:
             return False
 
-    def pause(self, listener):
+    def pause_listener(self, listener):
         self.sel.unregister(listener.sock)
         listener.paused_until = time.monotonic() + _ACCEPT_PAUSE
         self.paused.add(listener)
