@@ -677,8 +677,6 @@ class Proxy:
         self._thread = threading.Thread(target=self._run, name="proxy", daemon=True)
         self._thread.start()
 
-    # -- for the loop's objects (loop thread only) ----------------------------
-
     def scratch_buffer(self):
         """The copying directions' shared buffer, made on first use (the
         loop thread's alone)."""
