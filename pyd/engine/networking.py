@@ -626,21 +626,33 @@ class Networking:
         names = {sb.name, sb.cid[:12]} | set(ep.aliases)
         return {n.lower() for n in names if n}
 
-    def _resolve(self, net_id, qname):
-        """DNS: the addresses of the containers on `net_id` called `qname`
-        (name, short id or network alias), or None if it is not ours."""
+    def _asker_networks(self, net_id, client):
+        """The networks of the container at `client` (the query's source on
+        `net_id`), as dockerd's resolver answers for all of a container's
+        networks; just `net_id` when the asker is not one of ours."""
+        for sb in self._sandboxes.values():
+            ep = sb.endpoints.get(net_id)
+            if ep is not None and str(ep.address) == client:
+                return list(sb.endpoints)
+        return [net_id]
+
+    def _resolve(self, net_id, qname, client=None):
+        """DNS: the addresses of the containers called `qname` (name, short id
+        or network alias) on the asker's networks, or None if it is not ours."""
         qname = qname.lower().rstrip(".")
         with self._lock:
-            hits = [str(ep.address) for sb in self._sandboxes.values()
-                    for ep in [sb.endpoints.get(net_id)] if ep is not None and qname in self._names(sb, ep)]
+            nets = self._asker_networks(net_id, client)
+            hits = [str(ep.address) for n in nets for sb in self._sandboxes.values()
+                    for ep in [sb.endpoints.get(n)] if ep is not None and qname in self._names(sb, ep)]
         return hits or None
 
-    def _reverse(self, net_id, ip):
+    def _reverse(self, net_id, ip, client=None):
         with self._lock:
-            for sb in self._sandboxes.values():
-                ep = sb.endpoints.get(net_id)
-                if ep is not None and str(ep.address) == ip:
-                    return sb.name
+            for n in self._asker_networks(net_id, client):
+                for sb in self._sandboxes.values():
+                    ep = sb.endpoints.get(n)
+                    if ep is not None and str(ep.address) == ip:
+                        return sb.name
         return None
 
 

@@ -350,6 +350,13 @@ class _Listener:
             return False
 
 
+def _peer_ip(client):
+    try:
+        return client.sock.getpeername()[0]
+    except (OSError, AttributeError):
+        return None
+
+
 class _TcpClient:
     def __init__(self, key, sock, now):
         self.key, self.sock = key, sock
@@ -382,9 +389,11 @@ class _Forward:
 class DnsServer:
     """Answers names the callbacks know, forwards the rest.
 
-    resolve(key, name) -> list of IPv4 strings, [] for a known name without
-        A records, None for a name it does not know (then forwarded).
-    reverse(key, ip) -> name for a known address, or None.
+    resolve(key, name, client) -> list of IPv4 strings, [] for a known name
+        without A records, None for a name it does not know (then forwarded).
+        `client` is the asker's IP (a container on several networks asks the
+        first one's server for names on all of them).
+    reverse(key, ip, client) -> name for a known address, or None.
     upstreams: [(ip, port)] tried in order, each for up to `timeout` seconds;
         [] means unknown names get SERVFAIL and nothing is sent anywhere.
 
@@ -747,7 +756,8 @@ class DnsServer:
             self._reply(client, addr, build_response(q, FORMERR, ra=ra, limit=local_limit))
             return
         try:
-            local = self._local(key, q)
+            who = addr[0] if addr else _peer_ip(client)
+            local = self._local(key, q, who)
         except Exception:
             log.exception("dns: resolver callback failed for %r", q.qname)
             self._reply(client, addr, build_response(q, SERVFAIL, ra=ra, limit=local_limit))
@@ -765,7 +775,7 @@ class DnsServer:
             return
         self._next_upstream(_Forward(key, q, data, client, addr, upstreams))
 
-    def _local(self, key, q):
+    def _local(self, key, q, client):
         """[(type, rdata)] for a name the callbacks know (maybe empty: the name
         exists, without records of that type), None to forward."""
         if q.qclass != CLASS_IN:
@@ -774,11 +784,11 @@ class DnsServer:
         if q.qtype == TYPE_PTR:
             ip = ptr_address(name)
             if ip is not None:
-                target = self._reverse(key, ip) if self._reverse else None
+                target = self._reverse(key, ip, client) if self._reverse else None
                 if target is None:
                     return None
                 return [(TYPE_PTR, encode_name(target))]
-        ips = self._resolve(key, name)
+        ips = self._resolve(key, name, client)
         if ips is None:
             return None
         if q.qtype not in (TYPE_A, TYPE_ANY):

@@ -170,6 +170,11 @@ class Firewall:
         self.chain = chain
         self.fwd_chain = f"{chain}-FORWARD"
         self.nat_chain = f"{chain}-POSTROUTING"
+        # Isolation of pyd's networks from each other, dockerd's two stages:
+        # ISO1 sends what leaves a pyd bridge for another interface to ISO2,
+        # which drops it if that interface is another pyd bridge.
+        self.iso1_chain = f"{chain}-ISO1"
+        self.iso2_chain = f"{chain}-ISO2"
         self.nft_table = chain.lower()      # `table ip pyd` for nft masquerade
         self.added = {}                     # bridge -> subnet or None, by this object
         # One change at a time: a -C then -A from two threads would add a rule twice.
@@ -307,7 +312,7 @@ class Firewall:
         try:
             if self.tool == "iptables":
                 for binary in self.iptables:
-                    for table, chain in (("filter", self.fwd_chain), ("nat", self.nat_chain)):
+                    for table, chain in self._ipt_chains():
                         out += [f"{table} " + shlex.join(t) for t in self._ipt_rules(binary, table, chain)]
             elif self.tool == "nft":
                 for c, r in self._nft_our_rules():
@@ -322,7 +327,7 @@ class Firewall:
         try:
             if self.tool == "iptables":
                 for binary in self.iptables:
-                    for table, chain in (("filter", self.fwd_chain), ("nat", self.nat_chain)):
+                    for table, chain in self._ipt_chains():
                         for tokens in self._ipt_rules(binary, table, chain):
                             if any(match(br) for br in _bridges_of(tokens)):
                                 self._ipt(binary, table, "-D", chain, *tokens[2:])
@@ -337,7 +342,9 @@ class Firewall:
         try:
             if self.tool == "iptables":
                 for binary in self.iptables:
-                    for table, chain, parent in (("filter", self.fwd_chain, "FORWARD"),
+                    for table, chain, parent in (("filter", self.iso1_chain, self.fwd_chain),
+                                                 ("filter", self.iso2_chain, self.iso1_chain),
+                                                 ("filter", self.fwd_chain, "FORWARD"),
                                                  ("nat", self.nat_chain, "POSTROUTING")):
                         self._ipt_drop_chain(binary, table, chain, parent)
             elif self.tool == "nft":
@@ -346,6 +353,10 @@ class Firewall:
             log.warning("firewall: removing pyd chains: %s", e)
 
     # --- iptables --------------------------------------------------------
+
+    def _ipt_chains(self):
+        return (("filter", self.iso1_chain), ("filter", self.iso2_chain), ("filter", self.fwd_chain),
+                ("nat", self.nat_chain))
 
     def _ipt(self, binary, table, *args, check=True):
         return _run([binary, "-w", LOCK_WAIT, "-t", table, *args], check=check)
@@ -365,6 +376,8 @@ class Firewall:
             rc, _, err = self._ipt(binary, table, "-N", chain, check=False)
             if rc != 0 and not self._ipt_has_chain(binary, table, chain):   # not a racing create
                 raise _ToolFailed(f"{binary} -t {table} -N {chain}: {err.strip()}")
+        if parent is None:
+            return  # reached only from rules of its own (ISO2, from ISO1's)
         if self._ipt(binary, table, "-C", parent, "-j", chain, check=False)[0] != 0:
             # At the top, so dockerd's DOCKER-ISOLATION and policy never see pyd's
             # packets first; dockerd re-inserting DOCKER-USER above it is harmless
@@ -381,6 +394,12 @@ class Firewall:
 
     def _ipt_allow(self, binary, bridge, subnet):
         self._ipt_ensure_chain(binary, "filter", self.fwd_chain, "FORWARD")
+        self._ipt_ensure_chain(binary, "filter", self.iso1_chain, self.fwd_chain)
+        self._ipt_ensure_chain(binary, "filter", self.iso2_chain, None)
+        for chain, rule in ((self.iso1_chain, ["-i", bridge, "!", "-o", bridge, "-j", self.iso2_chain]),
+                            (self.iso2_chain, ["-o", bridge, "-j", "DROP"])):
+            if self._ipt(binary, "filter", "-C", chain, *rule, check=False)[0] != 0:
+                self._ipt(binary, "filter", "-A", chain, *rule)
         for rule in _forward_rules(bridge):
             if self._ipt(binary, "filter", "-C", self.fwd_chain, *rule, check=False)[0] != 0:
                 self._ipt(binary, "filter", "-A", self.fwd_chain, *rule)

@@ -25,7 +25,7 @@ import struct
 import threading
 from dataclasses import dataclass
 
-from .stdio import Dropped
+from .stdio import STDOUT, Dropped
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ def run(conn, name, replay, sub, stdin, tty, framed, error_format):
     `replay` yields logged (stream, bytes); `sub` is the live Subscriber or
     None; `stdin` a StdinTarget or None. Returns True when the client detached
     (Ctrl-P Ctrl-Q)."""
+    # The modern surface's clients half-close when they send no stdin (the
+    # docker CLI does at once) and still read: there EOF is not leaving.
+    half_close = framed
     framed = framed and not tty
     ended = threading.Event()  # the session is over: the stdin thread must stop too
     detached = threading.Event()
@@ -78,7 +81,9 @@ def run(conn, name, replay, sub, stdin, tty, framed, error_format):
                 break
             s, data, _ = item
             if s == "timeout":
-                if stdin is None and conn.gone():
+                # Silence: has the client gone? (Its half-close is not that: the
+                # docker CLI sends one at once when it has no stdin.)
+                if stdin is None and conn.gone(half_close, probe=frame(STDOUT, b"") if framed else None):
                     break
                 continue
             send(s, data)

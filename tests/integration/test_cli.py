@@ -361,6 +361,19 @@ class TestExec:
         # script(1) echoes the NUL it reads at end of input as ^@
         assert [ln.replace("^@", "").strip() for ln in r.out.splitlines() if ln.replace("^@", "").strip()] == ["1000", "/tmp"], r
 
+    def test_output_after_a_silence_reaches_the_cli(self, cli, name):
+        """The CLI half-closes its side at once when it has no stdin to send;
+        output that comes after seconds of silence still reaches it, with the
+        exit code (a regression: sessions once ended after 1 s of silence)."""
+        n = detached(cli, name)
+        r = cli("exec", n, "sh", "-c", "sleep 1.5; echo late; exit 3", check=False)
+        assert (r.rc, r.out) == (3, "late\n"), r
+        r = cli("exec", n, "timeout", "-s", "KILL", "1", "sleep", "5", check=False)
+        assert r.rc == 137, r
+        assert run(cli, "--rm", "busybox", "sh", "-c", "sleep 1.5; echo late").out == "late\n"
+        r = cli.script(f"exec -t {n} sh -c 'sleep 1.5; echo late-tty'")
+        assert r.rc == 0 and "late-tty" in r.out, r
+
     def test_exec_in_stopped_container(self, cli, name):
         n = name()
         run(cli, "--name", n, "busybox", "true")

@@ -224,9 +224,13 @@ def test_accepts_past_a_docker_like_forward_drop(lab, docker_like):
         assert fw.allow_bridge(lab.bridge, str(lab.subnet), masquerade=True) == []
         assert fw.rules() == rules, "allow_bridge is not idempotent"
         fwd, nat = f"{lab.chain}-FORWARD", f"{lab.chain}-POSTROUTING"
+        iso1, iso2 = f"{lab.chain}-ISO1", f"{lab.chain}-ISO2"
         br, sub = lab.bridge, str(lab.subnet)
         assert set(pyd_lines(lab.chain)) == {
             f"-N {fwd}", f"-A FORWARD -j {fwd}",
+            # isolation from pyd's other bridges, checked first (dockerd's two stages)
+            f"-N {iso1}", f"-N {iso2}", f"-A {fwd} -j {iso1}",
+            f"-A {iso1} -i {br} ! -o {br} -j {iso2}", f"-A {iso2} -o {br} -j DROP",
             f"-A {fwd} -i {br} -o {br} -j ACCEPT",
             f"-A {fwd} -i {br} ! -o {br} -j ACCEPT",
             f"-A {fwd} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
@@ -234,6 +238,7 @@ def test_accepts_past_a_docker_like_forward_drop(lab, docker_like):
             f"-A {nat} -s {sub} ! -o {br} -j MASQUERADE",
         }
         assert ipt("-S", "FORWARD").stdout.splitlines()[1] == f"-A FORWARD -j {fwd}", "jump not first"
+        assert ipt("-S", fwd).stdout.splitlines()[1] == f"-A {fwd} -j {iso1}", "isolation not first"
 
         # dockerd (re)starting puts its DOCKER-USER jump back at the top; pyd still works.
         ipt("-D", "FORWARD", "-j", user)

@@ -128,6 +128,33 @@ def test_gone_never_blocks_keeps_input_and_sees_eof(kind, cert, tmp_path):
     server.close()
 
 
+@pytest.mark.parametrize("kind", ["tcp", "unix"])  # TLS has no half-close: close_notify, then close
+def test_a_half_close_is_not_gone(kind, cert, tmp_path):
+    """The docker CLI half-closes at once when it sends no stdin, and still
+    reads the output: that client has not gone."""
+    server, client = connected(kind, cert, tmp_path)
+    conn = make_conn(server)
+    client.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + 1
+    while time.monotonic() < deadline:
+        assert conn.gone(half_close=True, probe=b"\x01\0\0\0\0\0\0\0") is False
+        time.sleep(0.05)
+    assert conn.gone() is True  # without half_close, EOF is leaving
+    assert conn.read(10) == b""
+    conn.write(b"still read")
+    client.settimeout(5)
+    got = b""
+    while not got.endswith(b"still read"):
+        got += client.recv(100)
+    assert got.startswith(b"\x01\0\0\0\0\0\0\0")  # the probes: empty frames
+    client.close()
+    deadline = time.monotonic() + 5
+    while not conn.gone(half_close=True, probe=b"\x01\0\0\0\0\0\0\0"):  # a closed TCP peer resets
+        assert time.monotonic() < deadline, "a closed client not noticed"
+        time.sleep(0.01)
+    server.close()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("how", ["abort", "close_read"])
 def test_abort_and_close_read_free_a_blocked_reader(kind, how, cert, tmp_path):

@@ -73,11 +73,11 @@ class Names:
         self.table = table
         self.calls = []
 
-    def resolve(self, key, name):
+    def resolve(self, key, name, client=None):
         self.calls.append((key, name))
         return self.table.get(key, {}).get(name)
 
-    def reverse(self, key, ip):
+    def reverse(self, key, ip, client=None):
         for name, ips in self.table.get(key, {}).items():
             if ip in ips:
                 return name + ".net"
@@ -398,7 +398,7 @@ def test_pending_forwards_are_bounded(names, monkeypatch):
 def test_resolver_exception_gives_servfail_and_keeps_serving():
     calls = []
 
-    def resolve(key, name):
+    def resolve(key, name, client=None):
         calls.append(name)
         if name == "boom":
             raise RuntimeError("bug in the callback")
