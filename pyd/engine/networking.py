@@ -115,6 +115,7 @@ class Sandbox:
     bindings: List[tuple] = field(default_factory=list)           # (proto, host ip, host port)
     port_map: dict = field(default_factory=dict)                   # "80/tcp" -> [{HostIp, HostPort}]
     mode: str = "bridge"
+    predefined: Optional[str] = None        # "host" or "none": their events only
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -410,12 +411,17 @@ class Networking:
     def attach(self, c):
         """Make the container's network before its process starts."""
         mode = mode_of(c.host)
-        if mode == "host":
-            return Attached("host", None, {"mode": "host", "endpoints": {}, "ports": {}})
         if mode.startswith("container:"):
             return self._join_container(c, mode[len("container:"):])
-        if mode == "none" or not self.enabled:
-            return Attached("none", None, {"mode": mode, "endpoints": {}, "ports": {}})
+        if mode in ("host", "none") or not self.enabled:
+            # No endpoint to make, but dockerd's events: connect now, disconnect at the exit.
+            kind = "host" if mode == "host" else "none"
+            sb = Sandbox(c.id, c.name, kind, mode=mode, predefined=kind if mode in ("host", "none") else None)
+            with self._lock:
+                self._sandboxes[c.id] = sb
+            if sb.predefined:
+                self._predefined_event(sb, "connect")
+            return Attached(kind, None, {"mode": mode, "endpoints": {}, "ports": {}})
         nets = []
         for ref in networks_of(c.data):
             rec = self.get(ref)
@@ -559,6 +565,13 @@ class Networking:
                 self._unplug(sb, ep)
             netns.close(sb.netns_fd)
             sb.netns_fd = None
+        if sb.predefined:
+            self._predefined_event(sb, "disconnect")
+
+    def _predefined_event(self, sb, action):
+        rec = self._predefined(sb.predefined)
+        self.events.publish("network", action, rec["Id"], container=sb.cid, name=rec["Name"],
+                            type=rec["Driver"])
 
     def connect(self, c, ref, config=None):
         """docker network connect: a running container gets the endpoint now,

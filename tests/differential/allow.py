@@ -29,9 +29,4 @@ ALLOW = [
      "reason": "filters that are not JSON: dockerd 500, pyd 400 (BadParameter)"},
     {"step": "containers/unpause-again", "what": "status", "detail": "dockerd 500, pyd 409",
      "reason": "unpause of a container that is not paused: dockerd 500, pyd 409 (Conflict, as for pause-again)"},
-    # -- networking, until its issue lands -------------------------------------
-    {"step": "events/*", "what": "event-missing", "path": "network/*",
-     "reason": "dockerd sends network connect/disconnect events for the 'none' network; pyd has no "
-               "network objects until the networking issue lands (container, image, exec and volume "
-               "events are compared)"},
 ]
