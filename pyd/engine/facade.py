@@ -310,6 +310,12 @@ class Engine:
         if cfg.get("Privileged") and not self.config.allow_privileged:
             raise errors.Forbidden("privileged containers are disabled on this daemon: start pyd with "
                                    "--allow-privileged to allow them")
+        if str(cfg.get("NetworkMode") or "").startswith("container:"):
+            # dockerd's runconfig checks, on what the client gave (not the image's EXPOSE).
+            if cfg.get("PortBindings") or cfg.get("PublishAllPorts") or cfg.get("PortSpecs"):
+                raise errors.BadParameter("conflicting options: port publishing and the container type network mode")
+            if cfg.get("ExposedPorts"):
+                raise errors.BadParameter("conflicting options: port exposing and the container type network mode")
         image = self.images.resolve(cfg["Image"])
         cfg = createconfig.merge(cfg, image.run_config)
         warnings = []
@@ -317,10 +323,8 @@ class Engine:
         ports.check(config, host)
         self.net.check_create(host, endpoints)
         mode = host.get("NetworkMode") or "default"
-        if (mode == "host" or mode.startswith("container:")) and ports.wanted(config, host):
-            warnings.append("Published ports are discarded when using host network mode"
-                            if mode == "host" else "Published ports are discarded when sharing another "
-                            "container's network namespace")
+        if mode == "host" and ports.wanted(config, host):
+            warnings.append("Published ports are discarded when using host network mode")
         elif mode in ("default", "bridge") and not self.net.enabled:
             warnings.append("networking is off on this daemon (-b none): the container gets loopback only")
         if cfg["Memory"] and not cgroups.memory_limit_supported():

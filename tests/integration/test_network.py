@@ -577,6 +577,13 @@ def test_container_mode_shares_the_network_namespace(box):
     joiner = box.run(["sleep", "30"], host={"NetworkMode": f"container:{srv}"})
     assert os.readlink(f"/proc/{pid_of(box.info(joiner))}/ns/net") == os.readlink(
         f"/proc/{pid_of(box.info(srv))}/ns/net")
+    # dockerd's runconfig checks: nothing to publish or expose in another's namespace (400)
+    r = box.create(["true"], host={"NetworkMode": f"container:{srv}",
+                                   "PortBindings": {"80/tcp": [{"HostPort": ""}]}}, expect=400)
+    assert "port publishing and the container type network mode" in r.json()["message"], r
+    r = box.create(["true"], host={"NetworkMode": f"container:{srv}"}, expect=400, ExposedPorts={"80/tcp": {}})
+    assert "port exposing and the container type network mode" in r.json()["message"], r
+    box.create(["true"], host={"NetworkMode": "container:no-such-container"}, expect=404)
 
 
 def _two_networks_and_a_server(box):

@@ -333,10 +333,14 @@ class Daemon:
 
     def remove_leftover_bridge(self):
         """A daemon killed with -9 and never restarted leaves its bridge (with
-        an address that takes a subnet): remove it, so later daemons have pools."""
+        an address that takes a subnet) and its accept rules: remove them, so
+        later daemons have pools and the host's FORWARD chain stays short."""
         name = self.bridge
         if self.net_args and name != "none" and os.path.exists(f"/sys/class/net/{name}"):
             subprocess.run(["ip", "link", "delete", name], capture_output=True, timeout=10)
+            # ...and its firewall chains (named from the data root), with them.
+            from pyd.network.firewall import Firewall, chain_for_root
+            Firewall.detect(chain=chain_for_root(self.root)).remove_stale(keep=())
 
     def server_pid(self):
         """The pid of the process that serves: the daemon itself, or, for the
