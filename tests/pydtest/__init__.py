@@ -336,7 +336,8 @@ class Daemon:
         an address that takes a subnet) and its accept rules: remove them, so
         later daemons have pools and the host's FORWARD chain stays short."""
         name = self.bridge
-        if self.net_args and name != "none" and os.path.exists(f"/sys/class/net/{name}"):
+        given = any(a in ("-b", "--bridge") or a.startswith("--bridge=") for a in self.extra_args)
+        if self.net_args and not given and os.path.exists(f"/sys/class/net/{name}"):
             subprocess.run(["ip", "link", "delete", name], capture_output=True, timeout=10)
             # ...and its firewall chains (named from the data root), with them.
             from pyd.network.firewall import Firewall, chain_for_root
