@@ -135,6 +135,7 @@ class Networking:
         self._lock = threading.RLock()
         self._pools = {}        # network id -> ipam.Pool
         self._sandboxes = {}    # container id -> Sandbox
+        self._unplugging = {}   # container id -> the thread deleting its veths (release)
         self._nl = None
         self.proxy = None
         self.dns = None
@@ -263,6 +264,7 @@ class Networking:
             left = list(self._sandboxes)
         for cid in left:
             self.release(cid)
+        self.wait_unplugged()
         if not self.enabled:
             return
         self.enabled = False
@@ -362,6 +364,7 @@ class Networking:
         rec = self.get(ref)
         if rec["Name"] in PREDEFINED:
             raise errors.Forbidden(f"{rec['Name']} is a pre-defined network and cannot be removed")
+        self.wait_unplugged()  # veths of exited members still on its bridge (not under the lock they take)
         with self._lock:
             users = [s for s in self._sandboxes.values() if rec["Id"] in s.endpoints]
             if users:
@@ -422,6 +425,7 @@ class Networking:
             if sb.predefined:
                 self._predefined_event(sb, "connect")
             return Attached(kind, None, {"mode": mode, "endpoints": {}, "ports": {}})
+        self.wait_unplugged(c.id)  # its previous run's veths carry the same names
         nets = []
         for ref in networks_of(c.data):
             rec = self.get(ref)
@@ -462,8 +466,15 @@ class Networking:
         cfgs = networks_of(c.data)
         cfg = cfgs.get(rec["Name"]) or cfgs.get(rec["Id"]) or {}
         want = ((cfg.get("IPAMConfig") or {}).get("IPv4Address") or None)
-        with self._lock:
-            address = pool.allocate(c.id, want)
+        try:
+            with self._lock:
+                address = pool.allocate(c.id, want)
+        except (errors.Conflict, errors.Unavailable):
+            # Held by a stopped container whose veth is still being deleted
+            # (release): wait for those, then ask once more.
+            self.wait_unplugged()
+            with self._lock:
+                address = pool.allocate(c.id, want)
         inner = f"eth{len(sb.endpoints)}"
         veth = _veth_name(c.id, rec["Id"])
         aliases = [a for a in (cfg.get("Aliases") or []) if isinstance(a, str)]
@@ -549,7 +560,13 @@ class Networking:
 
     def release(self, cid):
         """The container's process has exited (or never started): undo all of
-        its network. Safe to call twice."""
+        its network. Safe to call twice.
+
+        Ports and names go at once. Deleting a veth costs the kernel an RCU
+        grace period (~30 ms here), which would double `docker run --rm`:
+        the veths go on a thread of their own, and only then their addresses
+        go back to the pool, so no address is ever on two links. A new start
+        of the same container, a network's removal and shutdown wait for it."""
         with self._lock:
             sb = self._sandboxes.pop(cid, None)
         if sb is None:
@@ -561,12 +578,32 @@ class Networking:
                 except Exception:
                     log.exception("unpublishing %s/%s:%d", proto, host_ip, port)
             sb.bindings.clear()
-            for ep in list(sb.endpoints.values()):
-                self._unplug(sb, ep)
+            eps = list(sb.endpoints.values())
             netns.close(sb.netns_fd)
             sb.netns_fd = None
+        if eps:
+            t = threading.Thread(target=self._unplug_all, args=(sb, eps), name=f"unplug-{cid[:12]}", daemon=True)
+            with self._lock:
+                self._unplugging[cid] = t
+            t.start()
         if sb.predefined:
             self._predefined_event(sb, "disconnect")
+
+    def _unplug_all(self, sb, eps):
+        try:
+            for ep in eps:
+                self._unplug(sb, ep)
+        finally:
+            with self._lock:
+                if self._unplugging.get(sb.cid) is threading.current_thread():
+                    del self._unplugging[sb.cid]
+
+    def wait_unplugged(self, cid=None, timeout=10):
+        """Wait for the veths of `cid` (or of every container) to be gone."""
+        with self._lock:
+            threads = [t for k, t in self._unplugging.items() if cid is None or k == cid]
+        for t in threads:
+            t.join(timeout)
 
     def _predefined_event(self, sb, action):
         rec = self._predefined(sb.predefined)
