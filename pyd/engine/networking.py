@@ -673,7 +673,11 @@ class Networking:
     # -- names -------------------------------------------------------------
 
     def _names(self, sb, ep):
-        names = {sb.name, sb.cid[:12]} | set(ep.aliases)
+        try:
+            name = self.containers.get(sb.cid).name  # a rename applies at once, as in dockerd
+        except errors.NotFound:
+            name = sb.name
+        names = {name, sb.cid[:12]} | set(ep.aliases)
         return {n.lower() for n in names if n}
 
     def _asker_networks(self, net_id, client):

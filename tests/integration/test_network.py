@@ -313,9 +313,15 @@ def test_user_network_names_and_aliases(box):
     # a name that is nobody's does not resolve (the upstream is none)
     code, out = box.call(wget(f"http://{uniq('nobody')}/file"), host={"NetworkMode": net})
     assert code != 0 and token not in out
+    # a rename applies at once, as in dockerd: the new name answers, the old one not
+    renamed = uniq("renamed")
+    assert box.api.post(f"{V}/containers/{srv}/rename?name={renamed}").status == 204
+    code, out = box.call(["sh", "-c", f"{WGET} http://{renamed}/file; nslookup {name}; exit 0"],
+                         host={"NetworkMode": net})
+    assert out.splitlines()[0] == token and got["IPAddress"] not in out.split(token, 1)[1], out
     # once the server has exited its names are gone
     box.kill(srv)
-    code, out = box.call(["nslookup", name], host={"NetworkMode": net})
+    code, out = box.call(["nslookup", renamed], host={"NetworkMode": net})
     assert code != 0 and got["IPAddress"] not in out, out
 
 
