@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 PREDEFINED = ("bridge", "host", "none")
 BRIDGE_PREFIX = "pyd"        # user networks' bridges: pyd + 12 hex digits of the id
 DEFAULT_BRIDGE = "pyd0"
-DNS_TTL_NAMES = 600
 
 
 def mode_of(host):
@@ -458,7 +457,7 @@ class Networking:
             self._sandboxes[c.id] = sb
         return Attached("join", fd, {"mode": f"container:{other.id}", "endpoints": {}, "ports": {}})
 
-    def _plug(self, sb, rec, c, live=False):
+    def _plug(self, sb, rec, c):
         """One endpoint: address, veth pair, DNS names."""
         if rec["Id"] in sb.endpoints:
             raise errors.Forbidden(f"endpoint with name {c.name} already exists in network {rec['Name']}")
