@@ -218,10 +218,16 @@ class Networking:
             want = existing
         if ours and rec["subnet"] == str(want.network) and rec["gateway"] == str(want.ip):
             return
+        made_before = ours and rec.get("made", True)
         if rec is not None:
             self.store.remove(rec["Id"])
             if not ours and rec.get("made", True):
                 br.remove_bridge(self._nl, rec["bridge"])
+            elif ours and rec.get("own_address", True):
+                try:  # --bip changed: the old address goes with the old record
+                    self._nl.delete_address(name, _gateway_iface(rec))
+                except OSError:
+                    pass
         if want is None:
             subnet = ipam.choose_subnet(self._host_networks(), in_use=[r["subnet"] for r in self.store.all()])
             want = ipaddress.ip_interface(f"{next(subnet.hosts())}/{subnet.prefixlen}")
@@ -234,8 +240,8 @@ class Networking:
                                     "com.docker.network.driver.mtu": "1500"})
         # An operator's bridge (-b, there before pyd's first start) is kept at
         # shutdown; only an address pyd added to it goes.
-        rec["made"] = (not exists) or (ours and rec.get("made", True))
-        rec["own_address"] = existing is None or not exists
+        rec["made"] = (not exists) or made_before
+        rec["own_address"] = existing is None or want != existing
         self.store.add(rec)
 
     def _record(self, name, subnet, gateway, bridge_name, labels, options, internal=False, attachable=False,
