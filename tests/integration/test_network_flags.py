@@ -55,6 +55,23 @@ def test_bip_sets_the_default_bridge(new_daemon):
     assert not os.path.exists(f"/sys/class/net/{d.bridge}"), "pyd's own bridge outlived the daemon"
 
 
+def test_a_new_bip_after_a_crash_replaces_the_old_address(new_daemon, tmp_path):
+    first = free_subnet()
+    d = new_daemon(root=tmp_path / "r", extra_args=["--bip", f"{next(first.hosts())}/24"]).start()
+    bridge = d.bridge
+    d.kill9()  # the bridge stays, with its address
+    assert f"inet {next(first.hosts())}/24" in subprocess.run(
+        ["ip", "-4", "addr", "show", bridge], capture_output=True, text=True, timeout=10).stdout
+    second = ipaddress.ip_network(f"{first.network_address + 256}/24")
+    d2 = new_daemon(root=tmp_path / "r", extra_args=["--bip", f"{next(second.hosts())}/24"]).start()
+    assert d2.bridge == bridge
+    addrs = subprocess.run(["ip", "-4", "addr", "show", bridge], capture_output=True, text=True, timeout=10).stdout
+    assert f"inet {next(second.hosts())}/24" in addrs and f"inet {next(first.hosts())}/" not in addrs, addrs
+    net = d2.api.get(f"{V}/networks/bridge").json()
+    assert net["IPAM"]["Config"] == [{"Subnet": str(second), "Gateway": str(next(second.hosts()))}], net
+    assert d2.stop() == 0
+
+
 def test_an_existing_bridge_is_used_and_kept(new_daemon):
     name = "pydx" + uuid.uuid4().hex[:8]
     subnet = free_subnet()
