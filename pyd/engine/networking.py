@@ -22,6 +22,7 @@ keyed by container id; the record holds the JSON state the API projects
 cleared with its exit.
 """
 
+import errno
 import hashlib
 import ipaddress
 import logging
@@ -514,14 +515,14 @@ class Networking:
         what was bound and fails the start with dockerd's message)."""
         for want in portspec.wanted(c.config, c.host):
             host_ip = want.host_ip or self.config.default_ip
-            if ipaddress.ip_address(host_ip).is_loopback is False and host_ip not in self._warned_public:
+            if not ipaddress.ip_address(host_ip).is_loopback and host_ip not in self._warned_public:
                 self._warned_public.add(host_ip)
                 log.warning("WARNING: published ports on %s are reachable from the network", host_ip)
-            port = self._bind(want, host_ip, str(address))
+            port = self._bind(want, host_ip, str(address), c.name)
             sb.bindings.append((want.proto, host_ip, port))
             sb.port_map.setdefault(want.key, []).append({"HostIp": host_ip, "HostPort": str(port)})
 
-    def _bind(self, want, host_ip, address):
+    def _bind(self, want, host_ip, address, endpoint):
         candidates = want.host_ports or _random_ports()
         last = None
         for port in candidates:
@@ -529,14 +530,14 @@ class Networking:
                 return self.proxy.publish(want.proto, host_ip, port, address, want.port)
             except OSError as e:
                 last = e
-                if e.errno not in (98,):  # EADDRINUSE: the next candidate may be free
+                if e.errno != errno.EADDRINUSE:  # in use: the next candidate may be free
                     break
         what = f"{host_ip}:{candidates[0] if len(candidates) == 1 else f'{candidates[0]}-{candidates[-1]}'}"
         if want.host_ports is None:
             what = f"{host_ip} (random port)"
-        raise errors.PydError(f"driver failed programming external connectivity on endpoint {want.key}: "
-                              f"Bind for {what} failed: "
-                              f"{'port is already allocated' if last is None or last.errno == 98 else last.strerror}")
+        reason = "port is already allocated" if last is None or last.errno == errno.EADDRINUSE else last.strerror
+        raise errors.PydError(f"driver failed programming external connectivity on endpoint {endpoint} "
+                              f"({want.key}): Bind for {what} failed: {reason}")
 
     def _write_etc(self, c, sb):
         """/etc/hosts names the container by its first address; on a user
