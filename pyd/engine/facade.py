@@ -997,6 +997,7 @@ class Engine:
     def network_connect(self, ref, container, endpoint_config=None):
         c = self.containers.get(container)
         self.net.get(ref)  # 404 for the network before anything changes
+        endpoint_config = next(iter(_endpoints_config({ref: endpoint_config or {}}).values()))  # checked as at create
         with c.lock:
             if c.status in (lc.REMOVING, lc.REMOVED):
                 raise errors.Conflict(f"container {c.short_id} is marked for removal and cannot be connected")

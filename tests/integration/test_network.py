@@ -906,3 +906,7 @@ def test_network_errors(box):
     assert missing in r.json()["message"]
     r = box.api.post(f"{V}/networks/{missing}/connect", {"Container": "whatever"})
     assert r.status == 404, r
+    cid = box.create(["true"])
+    for bad in ({"IPAMConfig": "10.0.0.1"}, {"Aliases": "one"}, {"Aliases": [1]}):
+        r = box.api.post(f"{V}/networks/{net}/connect", {"Container": cid, "EndpointConfig": bad})
+        assert r.status == 400, (bad, r)
