@@ -114,7 +114,8 @@ def parse(text):
         i += 1
         if not line or line.startswith("#"):
             continue
-        line, done = trim(line)
+        part, done = trim(line)
+        parts = [part]
         # Docker drops comment and empty lines inside a continuation.
         while not done and i < len(lines):
             nxt = lines[i]
@@ -122,7 +123,8 @@ def parse(text):
             if not nxt.strip() or nxt.lstrip().startswith("#"):
                 continue
             part, done = trim(nxt)
-            line += part
+            parts.append(part)
+        line = "".join(parts)
         if line.strip():
             out.append(_instruction(line, start, escape))
     if not out:
@@ -158,8 +160,8 @@ def _split1(s):
 
 
 def _flags(rest, lineno):
-    """Leading --name=value words (quotes allowed in values) -> (dict, rest).
-    A lone `--` ends the flags, as in Docker."""
+    """Leading --name=value words (quotes and backslashes allowed in values)
+    -> (dict, rest). A lone `--` ends the flags, as in Docker."""
     flags, pos, n = {}, 0, len(rest)
     while True:
         while pos < n and rest[pos].isspace():
@@ -169,13 +171,17 @@ def _flags(rest, lineno):
         word, quote = "", None
         while pos < n and (quote or not rest[pos].isspace()):
             c = rest[pos]
+            pos += 1
             if quote and c == quote:
                 quote = None
             elif not quote and c in "'\"":
                 quote = c
+            elif c == "\\":   # Docker hard-codes the backslash here, whatever the escape
+                if pos < n:
+                    word += rest[pos]
+                    pos += 1
             else:
                 word += c
-            pos += 1
         if word == "--":
             break
         name, eq, value = word[2:].partition("=")
@@ -325,7 +331,7 @@ def _arg_words(instr):
 
 _UNITS = {"ns": 1, "us": 10**3, "\u00b5s": 10**3, "\u03bcs": 10**3, "ms": 10**6, "s": 10**9,
           "m": 60 * 10**9, "h": 3600 * 10**9}
-_DURATION_PART = re.compile(r"(\d*)(?:\.(\d*))?([a-z\u00b5\u03bc]+)")
+_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([a-z\u00b5\u03bc]+)")
 
 
 def parse_duration(s):
@@ -379,7 +385,7 @@ def healthcheck(instr):
         out[key] = d
     retries = instr.flags.get("retries", "")
     if retries:
-        if not re.fullmatch(r"[+-]?\d{1,10}", retries):
+        if not re.fullmatch(r"[+-]?[0-9]{1,10}", retries):
             raise _fail(ln, f'strconv.ParseInt: parsing "{retries}": invalid syntax')
         if int(retries) < 1:
             raise _fail(ln, f"--retries must be at least 1 (not {int(retries)})")
@@ -532,7 +538,12 @@ class _Lexer:
         self.depth += 1
         if self.depth > _MAX_NESTING:
             raise errors.BadParameter("substitution nested too deeply")
-        word = self.run("}")[0]
+        try:
+            word = self.run("}")[0]
+        except errors.BadParameter:
+            if not self.peek():
+                raise errors.BadParameter("syntax error: missing '}'") from None
+            raise
         self.depth -= 1
         value, is_set = self.lookup(name)
         present = bool(value) if colon else is_set
@@ -579,7 +590,7 @@ def _exposed(word, ln):
     proto = proto.lower() or "tcp"
     if proto not in ("tcp", "udp", "sctp"):
         raise _fail(ln, f"invalid proto: {proto}")
-    m = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", port)
+    m = re.fullmatch(r"([0-9]{1,5})(?:-([0-9]{1,5}))?", port)
     lo, hi = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, -1)
     if not m or not 0 < lo <= hi <= 65535:
         raise _fail(ln, f"invalid containerPort: {port}")

@@ -86,6 +86,8 @@ def test_flags():
     assert i.args == "a b"
     assert one("FROM --platform=linux/amd64 x AS y").flags == {"platform": "linux/amd64"}
     assert one("COPY -- --from=x b").flags == {}
+    assert one("COPY -- --from=x b").args == "--from=x b"
+    assert one('COPY --chown=a\\ b"c d" x y').flags == {"chown": "a bc d"}
 
 
 def test_unknown_instruction_is_kept():
@@ -205,7 +207,9 @@ def test_expand_words(text, out):
     ("'abc", "matching single-quote"),
     ('"abc', "matching double-quote"),
     ("${A", "missing '}'"),
-    ("${A:-x", "matching }"),
+    ("${A:-x", "missing '}'"),
+    ("${A:-'x}", "missing '}'"),           # Docker reports the brace at the end
+    ("${A:-'x'", "missing '}'"),
     ("${}", "bad substitution"),
     ("${:x}", "bad substitution"),
     ("${A%x}", "unsupported modifier (%) in substitution"),
