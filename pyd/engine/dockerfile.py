@@ -104,7 +104,7 @@ def parse(text):
     continuation = re.compile(re.escape(escape) + r"[ \t]*$")
 
     def trim(s):
-        """(s without a trailing escape, whether the line continues)."""
+        """(s without a trailing escape, whether the logical line ends here)."""
         m = continuation.search(s)
         return (s[:m.start()], False) if m else (s, True)
 
@@ -133,6 +133,8 @@ def parse(text):
 
 
 def _instruction(line, lineno, escape, nested=False):
+    """One logical line -> Instruction; known instructions are checked, an
+    unknown one is kept as it is for the builder to refuse or skip."""
     original = line.strip()
     word, _, rest = _split1(original)
     cmd = word.upper()
