@@ -13,8 +13,9 @@ ALLOWED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "USER", "VO
            "STOPSIGNAL")
 
 
-def _json_or_shell(rest):
-    """The exec form ["a","b"] as it is; the shell form wrapped in /bin/sh -c."""
+def json_array(rest):
+    """The exec form ["a","b"] as a list, or None when `rest` is not a JSON
+    array of strings (Docker then falls back to the shell form)."""
     rest = rest.strip()
     if rest.startswith("["):
         try:
@@ -23,7 +24,13 @@ def _json_or_shell(rest):
             v = None
         if isinstance(v, list) and all(isinstance(x, str) for x in v):
             return v
-    return ["/bin/sh", "-c", rest]
+    return None
+
+
+def _json_or_shell(rest):
+    """The exec form ["a","b"] as it is; the shell form wrapped in /bin/sh -c."""
+    v = json_array(rest)
+    return v if v is not None else ["/bin/sh", "-c", rest.strip()]
 
 
 def _pairs(rest, what):
