@@ -7,6 +7,7 @@ Map:
   resolve_dockerfile(context_dir, name)     -> host path of the Dockerfile, inside the context
   context_sources(context_dir, patterns)    -> [Source(rel, path)] for ADD/COPY
   source_hash(sources)                      -> "sha256:..." of names, modes and contents
+  walk(root)                                -> (rel, path, lstat), iterative, links not followed
 
 The body is hostile: it is extracted by fs.tarsafe (no member escapes,
 no link is followed), and every later lookup goes through fs.inroot, so a
@@ -16,6 +17,7 @@ context is refused outright, with a message, rather than quietly
 resolved to a same-named file inside it.
 """
 
+import errno
 import hashlib
 import os
 import posixpath
@@ -119,28 +121,49 @@ def extract_context(stream, dest_dir, ignore=None, max_bytes=None):
                         owner=(os.getuid(), os.getgid()))
     except tarsafe.BadTar as e:
         raise errors.BadParameter(f"build context: {e}") from e
-    _refuse_devices(dest_dir)
-    ignored = _apply_ignore(dest_dir, ignore) if ignore is not None and ignore.patterns else 0
-    files = size = 0
-    for top, dirs, names in os.walk(dest_dir):
-        for name in dirs + names:
+    try:
+        _refuse_devices(dest_dir)
+        ignored = _apply_ignore(dest_dir, ignore) if ignore is not None and ignore.patterns else 0
+        files = size = 0
+        for _, _, st in walk(dest_dir):
             files += 1
-            st = os.lstat(os.path.join(top, name))
             if stat.S_ISREG(st.st_mode):
                 size += st.st_size
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        raise errors.BadParameter(f"build context: a path is too long: {e.filename}") from e
     return Extracted(files, size, ignored)
+
+
+def walk(root, skip=None):
+    """(rel, host path, lstat) of everything below `root`, links not
+    followed, each directory's entries in name order before any of them is
+    entered. Iterative: a hostile tar may nest 2000 directories deep, past
+    Python's recursion limit (os.walk recurses in 3.11). A directory whose
+    rel is put in the set `skip` when it is yielded is not entered."""
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        subdirs = []
+        for e in entries:
+            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            st = e.stat(follow_symlinks=False)
+            yield rel, e.path, st
+            if stat.S_ISDIR(st.st_mode) and not (skip and rel in skip):
+                subdirs.append(rel)
+        stack.extend(reversed(subdirs))
 
 
 def _refuse_devices(root):
     """A device node is fine in an image layer but not in a build context:
     ADD, COPY and the content hash read what the context holds, and
     reading a node such as 8:0 would read the host's disk."""
-    for top, dirs, names in os.walk(root):
-        for name in names:
-            st = os.lstat(os.path.join(top, name))
-            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                rel = os.path.relpath(os.path.join(top, name), root)
-                raise errors.BadParameter(f"build context: {rel!r}: device files are not allowed")
+    for rel, _, st in walk(root):
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            raise errors.BadParameter(f"build context: {rel!r}: device files are not allowed")
 
 
 def _apply_ignore(root, ignore):
@@ -148,19 +171,16 @@ def _apply_ignore(root, ignore):
     walk does: an excluded directory goes whole when can_skip_dir says so,
     else it stays for what an exception re-includes below it."""
     removed = 0
-    for top, dirs, names in os.walk(root):
-        rel_top = os.path.relpath(top, root)
-        for name in list(dirs):
-            rel = name if rel_top == "." else f"{rel_top}/{name}"
+    gone = set()
+    for rel, path, st in walk(root, gone):
+        if stat.S_ISDIR(st.st_mode):
             if ignore.can_skip_dir(rel):
-                tarsafe.remove_tree(os.path.join(top, name))
-                dirs.remove(name)
+                tarsafe.remove_tree(path)
+                gone.add(rel)
                 removed += 1
-        for name in names:
-            rel = name if rel_top == "." else f"{rel_top}/{name}"
-            if ignore.excluded(rel):
-                os.unlink(os.path.join(top, name))
-                removed += 1
+        elif ignore.excluded(rel):
+            os.unlink(path)
+            removed += 1
     return removed
 
 
@@ -305,17 +325,10 @@ def _glob(context_dir, pattern):
     dockerignore.go_match(pattern, ".")     # a bad pattern fails even with no files
     pattern = posixpath.normpath(pattern)
     found = []
-    for top, dirs, names in os.walk(context_dir):
-        rel_top = os.path.relpath(top, context_dir)
-        keep = []
-        for name in sorted(dirs + names):
-            rel = name if rel_top == "." else f"{rel_top}/{name}"
-            if dockerignore.go_match(pattern, rel):
-                path, _ = _lookup(context_dir, rel)
-                found.append(Source(rel, path))
-            elif name in dirs:
-                keep.append(name)
-        dirs[:] = sorted(keep)
+    for rel, _, _ in walk(context_dir):
+        if dockerignore.go_match(pattern, rel):
+            path, _ = _lookup(context_dir, rel)
+            found.append(Source(rel, path))
     found.sort()
     return found
 
@@ -337,12 +350,8 @@ def source_hash(sources):
         st = os.stat(path)                  # a named source's own link was resolved inside already
         _hash_entry(h, rel, path, st)
         if stat.S_ISDIR(st.st_mode):
-            for top, dirs, names in os.walk(path):
-                dirs.sort()
-                for name in sorted(dirs + names):
-                    full = os.path.join(top, name)
-                    sub = os.path.relpath(full, path)
-                    _hash_entry(h, f"{rel}/{sub}", full, os.lstat(full))
+            for sub, full, sub_st in walk(path):
+                _hash_entry(h, f"{rel}/{sub}", full, sub_st)
     return "sha256:" + h.hexdigest()
 
 

@@ -115,6 +115,13 @@ def test_hostile_members_are_refused(tmp_path, members):
     assert not (tmp_path / "escape").exists()
 
 
+def test_a_very_deep_context_is_walked_without_recursion(tmp_path):
+    deep = "/".join(["d"] * 1500)       # past Python's recursion limit, within PATH_MAX
+    facts = bc.extract_context(io.BytesIO(make_tar([(deep + "/f", "file", b"x")])), str(tmp_path),
+                               Matcher(["nothing"]), max_bytes=1 << 22)
+    assert facts == bc.Extracted(files=1501, bytes=1, ignored=0)
+
+
 def test_absolute_member_names_land_inside(tmp_path):
     bc.extract_context(io.BytesIO(make_tar([("/abs/file", "file", b"x")])), str(tmp_path), max_bytes=1 << 20)
     assert (tmp_path / "abs" / "file").read_bytes() == b"x"
@@ -199,6 +206,7 @@ def rels(sources):
     (["src"], ["src"]),
     (["."], ["."]),
     (["src/*.go"], ["src/a.go", "src/b.go"]),
+    (["/src/*/*.go"], ["src/pkg/c.go"]),
     (["*.txt", "file[0-9]"], ["notes.txt", "file1", "file2"]),
     (["file?"], ["file1", "file2", "filex"]),
     (["file[^0-9]"], ["filex"]),
