@@ -114,6 +114,10 @@ def extract_context(stream, dest_dir, ignore=None, max_bytes=None):
         if max_bytes is None:
             raise ValueError("max_bytes is required for a raw body")
         stream = open_context(stream, max_bytes)
+    # tarsafe sniffs the (decompressed) tar again: a compressed context
+    # whose first member's name begins with "BZh" is taken for bzip2 a
+    # second time and refused, where Docker would extract it (an
+    # uncompressed one is refused by Docker too: it sniffs the same magic).
     try:
         # The context is data, never a rootfs: what it holds belongs to the
         # daemon (ADD and COPY set ownership themselves, to 0:0 or --chown).
@@ -347,7 +351,7 @@ def source_hash(sources):
     h = hashlib.sha256()
     for item in sources:
         rel, path = (item.rel, item.path) if isinstance(item, Source) else (os.path.basename(item), item)
-        st = os.stat(path)                  # a named source's own link was resolved inside already
+        st = os.lstat(path)     # a Source's links were resolved inside already; a bare path's are not followed
         _hash_entry(h, rel, path, st)
         if stat.S_ISDIR(st.st_mode):
             for sub, full, sub_st in walk(path):
