@@ -13,6 +13,7 @@ import pytest
 
 from pyd import errors
 from pyd.engine import buildcontext as bc
+from pyd.fs.tarsafe import remove_tree
 from pyd.engine.dockerignore import Matcher
 
 DOCKERFILE = b"FROM scratch\nCOPY . /\n"
@@ -117,9 +118,14 @@ def test_hostile_members_are_refused(tmp_path, members):
 
 def test_a_very_deep_context_is_walked_without_recursion(tmp_path):
     deep = "/".join(["d"] * 1500)       # past Python's recursion limit, within PATH_MAX
-    facts = bc.extract_context(io.BytesIO(make_tar([(deep + "/f", "file", b"x")])), str(tmp_path),
-                               Matcher(["nothing"]), max_bytes=1 << 22)
-    assert facts == bc.Extracted(files=1501, bytes=1, ignored=0)
+    (tmp_path / "ctx").mkdir()
+    try:
+        facts = bc.extract_context(io.BytesIO(make_tar([(deep + "/f", "file", b"x")])), str(tmp_path / "ctx"),
+                                   Matcher(["nothing"]), max_bytes=1 << 22)
+        assert facts == bc.Extracted(files=1501, bytes=1, ignored=0)
+    finally:
+        # pytest's own cleanup (shutil.rmtree) recurses and would overflow on this tree
+        remove_tree(tmp_path / "ctx")
 
 
 def test_absolute_member_names_land_inside(tmp_path):
