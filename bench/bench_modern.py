@@ -28,7 +28,6 @@ Usage: sudo python3 -m bench.bench_modern [--binary PATH] [--rounds R] [--runs N
 
 import argparse
 import http.client
-import json
 import os
 import re
 import shutil
@@ -293,11 +292,7 @@ def main():
             for _, d in daemons:
                 d.stop()
     res = report(targets, label)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS + ".tmp", "w") as f:
-        json.dump(res, f, indent=2)
-        f.write("\n")
-    os.replace(RESULTS + ".tmp", RESULTS)
+    readme.write_results(RESULTS, res)
     text = section(res, args)
     print(text)
     if not args.no_readme:

@@ -146,11 +146,7 @@ def main():
     med = {k: round(statistics.median(v)) for k, v in results.items()}
     res = {"meta": readme.run_meta([label]), "argv": sys.argv[1:], "bytes": nbytes, "mb_s": med,
            "runs": {k: [round(x) for x in v] for k, v in results.items()}, "errors": errors}
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS + ".tmp", "w") as f:
-        json.dump(res, f, indent=2)
-        f.write("\n")
-    os.replace(RESULTS + ".tmp", RESULTS)
+    readme.write_results(RESULTS, res)
     text = section(res, args)
     print(text)
     if not args.no_readme:

@@ -385,11 +385,7 @@ def stop(sub):
 
 
 def write_results(res):
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS + ".tmp", "w") as f:
-        json.dump(res, f, indent=2)
-        f.write("\n")
-    os.replace(RESULTS + ".tmp", RESULTS)
+    readme.write_results(RESULTS, res)
 
 
 def result_head(mode, args, cur):

@@ -2,6 +2,7 @@
 
 import datetime
 import fcntl
+import json
 import os
 import platform
 
@@ -39,3 +40,12 @@ def run_meta(daemon_argv):
         "python": platform.python_version(),
         "daemon": " ".join([os.path.basename(daemon_argv[0])] + list(daemon_argv[1:])),
     }
+
+
+def write_results(path, res):
+    """A bench's raw figures as JSON, replaced atomically (bench/results/ is not committed)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(res, f, indent=2)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
