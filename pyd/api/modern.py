@@ -16,6 +16,7 @@ import time
 
 from .. import timefmt
 from ..errors import BadParameter
+from ..engine import ports
 from ..engine.networking import networks_of
 from . import legacy
 
@@ -264,12 +265,12 @@ def _network_settings(view, full):
     if not full:
         return {"Networks": nets}
     first = next(iter(got.values()), None) if mode not in ("host", "none") else None
-    ports = {}
+    port_map = {}
     if d["state"]["status"] in ("running", "paused"):
-        ports = {key: None for key in _exposed_keys(d["config"])}
-        ports.update(net.get("ports") or {})
+        port_map = {f"{port}/{proto}": None for port, proto in ports.exposed(d["config"])}
+        port_map.update(net.get("ports") or {})
     out = {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-           "LinkLocalIPv6PrefixLen": 0, "Ports": ports, "SandboxKey": "", "SecondaryIPAddresses": None,
+           "LinkLocalIPv6PrefixLen": 0, "Ports": port_map, "SandboxKey": "", "SecondaryIPAddresses": None,
            "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
            "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
            "Networks": nets}
@@ -282,31 +283,11 @@ def _network_settings(view, full):
     return out
 
 
-def _exposed_keys(config):
-    keys = []
-    for k in (config.get("ExposedPorts") or {}):
-        keys.append(k if "/" in k else f"{k}/tcp")
-    for spec in config.get("PortSpecs") or []:
-        port, _, proto = spec.rpartition(":")[2].partition("/")
-        keys.append(f"{port}/{proto or 'tcp'}")
-    return list(dict.fromkeys(keys))
-
-
 def _ports_rows(d):
-    net = d["state"].get("network") or {} if d["state"]["status"] in ("running", "paused") else {}
-    rows, seen = [], set()
-    for key, entries in sorted((net.get("ports") or {}).items()):
-        port, _, proto = key.partition("/")
-        seen.add(key)
-        for e in entries or []:
-            rows.append({"IP": e["HostIp"], "PrivatePort": int(port), "PublicPort": int(e["HostPort"]),
-                         "Type": proto or "tcp"})
-    for key in _exposed_keys(d["config"]):
-        if key not in seen:
-            port, _, proto = key.partition("/")
-            if port.isdigit():
-                rows.append({"PrivatePort": int(port), "Type": proto or "tcp"})
-    return rows
+    """The list's Ports: what a running container published, then what it only exposes."""
+    running = d["state"]["status"] in ("running", "paused")
+    published = (d["state"].get("network") or {}).get("ports") if running else None
+    return ports.modern_rows(published, ports.exposed(d["config"]))
 
 
 def network(rec, members=None):

@@ -545,7 +545,7 @@ class Engine:
             if isinstance(e, OSError):
                 raise errors.PydError(f"Cannot start container {c.short_id}: {e.strerror or e}") from e
             raise
-        self.lifecycle.running(c, proc.pid, network=self.net.state_of(c.id) or got.state)
+        self.lifecycle.running(c, proc.pid, network=self.net.state_of(c.id))
         self._volume_events(c, "mount")
         self._start_health(c)
         threading.Thread(target=self._watch, args=(c, proc), name=f"monitor-{c.short_id}",

@@ -11,18 +11,14 @@ from .. import errors
 from ..runtime import spec
 from ..runtime.cgroups import CFS_PERIOD_US
 from . import caps
+from .networking import mode_of
 
 
 def network(host):
     """HostConfig.NetworkMode -> the plan's network before engine.networking
     wires it: the host's namespace, or a new one with loopback only (what
     `none` is, and what every other mode gets when networking is off)."""
-    mode = host.get("NetworkMode") or "default"
-    if not isinstance(mode, str):
-        raise errors.BadParameter(f"invalid NetworkMode {mode!r}")
-    if mode == "container:":
-        raise errors.BadParameter("invalid NetworkMode container: a container name or id is needed")
-    return "host" if mode == "host" else "none"
+    return "host" if mode_of(host) == "host" else "none"  # mode_of refuses a malformed mode
 
 
 def _tmpfs_size(size):

@@ -4,7 +4,7 @@
     net.start()                      # bridges up, stale links gone, DNS listening
     got = net.attach(c)              # before the container's process starts
     plan.network, plan.netns_fd = got.kind, got.netns_fd
-    ...                              # lifecycle.running(c, pid, network=got.state)
+    ...                              # lifecycle.running(c, pid, network=net.state_of(c.id))
     net.release(c.id)                # once it has exited (or failed to start)
 
 A container on a bridge (the default `bridge` network or a user-defined
@@ -18,8 +18,8 @@ back to the pool, the veth and the proxy's listeners go, the port is free.
 
 Live state (netns fds, veth names, addresses, bindings) exists only here,
 keyed by container id; the record holds the JSON state the API projects
-(`Attached.state`), written with the container's running state and
-cleared with its exit.
+(`state_of`), written with the container's running state and cleared with
+its exit.
 """
 
 import errno
@@ -123,7 +123,6 @@ class Sandbox:
 class Attached:
     kind: str                   # the plan's network: "join", "host" or "none"
     netns_fd: Optional[int]
-    state: dict                 # recorded in the container's state while it runs
 
 
 class Networking:
@@ -253,15 +252,13 @@ class Networking:
                 "Attachable": bool(attachable)}
 
     def _host_networks(self):
-        taken = [r.dst for r in self._nl.routes()] + list(self._nl.addresses())
-        for ns in _nameservers():
-            taken.append(ns)
-        return taken
+        return [r.dst for r in self._nl.routes()] + list(self._nl.addresses()) + \
+            [ip for ip, _ in _host_nameservers()]
 
     def _upstreams(self):
         if self.config.dns_upstream is not None:
             return list(self.config.dns_upstream)
-        return [(ip, 53) for ip in _nameservers()]
+        return _host_nameservers()
 
     def shutdown(self):
         """Everything pyd made on the host goes: veths (the containers are
@@ -320,8 +317,8 @@ class Networking:
         out = self.store.all()
         return out + [self._predefined(n) for n in ("host", "none")]
 
-    def create(self, name, driver=None, subnet=None, gateway=None, ip_range=None, labels=None, options=None,
-               internal=False, attachable=False, check_duplicate=True):
+    def create(self, name, driver=None, subnet=None, gateway=None, labels=None, options=None,
+               internal=False, attachable=False):
         if not self.enabled:
             raise errors.Forbidden("networking is off on this daemon (-b none)")
         if driver not in (None, "", "bridge"):
@@ -398,9 +395,6 @@ class Networking:
                     out[s.cid] = dict(ep.state(pool), Name=s.name)
             return out
 
-    def pool_of(self, net_id):
-        return self._pools.get(net_id)
-
     # -- containers --------------------------------------------------------
 
     def check_create(self, host, endpoints_config):
@@ -430,7 +424,7 @@ class Networking:
                 self._sandboxes[c.id] = sb
             if sb.predefined:
                 self._predefined_event(sb, "connect")
-            return Attached(kind, None, {"mode": mode, "endpoints": {}, "ports": {}})
+            return Attached(kind, None)
         self.wait_unplugged(c.id)  # its previous run's veths carry the same names
         nets = []
         for ref in networks_of(c.data):
@@ -450,7 +444,7 @@ class Networking:
         except BaseException:
             self.release(c.id)
             raise
-        return Attached("join", sb.netns_fd, self.state_of(c.id))
+        return Attached("join", sb.netns_fd)
 
     def _join_container(self, c, ref):
         other = self.containers.get(ref)
@@ -462,7 +456,7 @@ class Networking:
         sb = Sandbox(c.id, c.name, "join", fd, mode=f"container:{other.id}")
         with self._lock:
             self._sandboxes[c.id] = sb
-        return Attached("join", fd, {"mode": f"container:{other.id}", "endpoints": {}, "ports": {}})
+        return Attached("join", fd)
 
     def _plug(self, sb, rec, c):
         """One endpoint: address, veth pair, DNS names."""
@@ -678,12 +672,14 @@ class Networking:
 
     # -- names -------------------------------------------------------------
 
-    def _names(self, sb, ep):
+    def _name(self, sb):
         try:
-            name = self.containers.get(sb.cid).name  # a rename applies at once, as in dockerd
+            return self.containers.get(sb.cid).name  # a rename applies at once, as in dockerd
         except errors.NotFound:
-            name = sb.name
-        names = {name, sb.cid[:12]} | set(ep.aliases)
+            return sb.name
+
+    def _names(self, sb, ep):
+        names = {self._name(sb), sb.cid[:12]} | set(ep.aliases)
         return {n.lower() for n in names if n}
 
     def _asker_networks(self, net_id, client):
@@ -712,7 +708,7 @@ class Networking:
                 for sb in self._sandboxes.values():
                     ep = sb.endpoints.get(n)
                     if ep is not None and str(ep.address) == ip:
-                        return sb.name
+                        return self._name(sb)
         return None
 
 
@@ -726,17 +722,10 @@ def _gateway_iface(rec):
     return f"{rec['gateway']}/{ipaddress.ip_network(rec['subnet']).prefixlen}"
 
 
-def _nameservers(path="/etc/resolv.conf"):
-    out = []
+def _host_nameservers(path="/etc/resolv.conf"):
+    from ..network.dns import upstreams_from_resolv_conf
     try:
         with open(path) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 2 and parts[0] == "nameserver":
-                    try:
-                        out.append(str(ipaddress.ip_address(parts[1])))
-                    except ValueError:
-                        continue
+            return upstreams_from_resolv_conf(f.read())
     except OSError:
-        pass
-    return out
+        return []

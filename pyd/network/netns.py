@@ -44,11 +44,6 @@ def of_pid(pid):
     return os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
 
-def inode(fd):
-    """The namespace's identity (what `ip netns identify` compares)."""
-    return os.fstat(fd).st_ino
-
-
 def close(fd):
     if fd is not None:
         try:

@@ -104,3 +104,26 @@ def test_bridge_none_turns_networking_off(new_daemon):
     assert r.status == 403, r
     names = sorted(n["Name"] for n in d.api.get(f"{V}/networks").json())
     assert names == ["host", "none"], names
+
+
+def test_a_record_from_before_networking_joins_the_bridge(new_daemon, tmp_path):
+    """Format 3 written by pyd before networks: no endpoints_config in the
+    record, no networks/ directory. The container starts on the default bridge."""
+    root = tmp_path / "old"
+    d = new_daemon(root=root).start()
+    dd.load_busybox(d.api, busybox_rootfs_tar())
+    r = d.api.post(f"{V}/containers/create", json.dumps({"Image": "busybox", "Cmd": ["ip", "-4", "route"]}).encode(),
+                   headers={"Content-Type": "application/json"})
+    cid = r.json()["Id"]
+    assert d.stop() == 0
+    record = root / "containers" / cid / "container.json"
+    data = json.loads(record.read_text())
+    del data["endpoints_config"]
+    record.write_text(json.dumps(data))
+    subprocess.run(["rm", "-rf", str(root / "networks")], check=True, timeout=10)
+    d2 = new_daemon(root=root).start()
+    assert d2.api.post(f"{V}/containers/{cid}/start", b"").status == 204
+    assert d2.api.post(f"{V}/containers/{cid}/wait", b"", timeout=60).json()["StatusCode"] == 0
+    gateway = d2.api.get(f"{V}/networks/bridge").json()["IPAM"]["Config"][0]["Gateway"]
+    assert f"default via {gateway} dev eth0".encode() in d2.api.get(f"{V}/containers/{cid}/logs?stdout=1").body
+    assert d2.stop() == 0
