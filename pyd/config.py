@@ -28,6 +28,10 @@ class Config:
     # Per-container output log kept for attach logs=1.
     max_log_bytes: int = 16 << 20
     shutdown_grace: float = 10.0
+    # Build (engine.builder): the decompressed context, and each ADD of a URL
+    # (or a `remote` context), are bounded so that a client cannot fill the disk.
+    max_build_context: int = 4 << 30
+    max_build_download: int = 1 << 30
     # Networking (engine.networking): the default bridge's name (None: pyd0;
     # "none": no networking, as dockerd's -b none), its address (--bip), the
     # host address published ports bind by default (--ip), and dockerd's

@@ -46,6 +46,30 @@ class Legacy:
         """The status line and headers written when attach takes the socket."""
         return "HTTP/1.1 200 OK", [("Content-Type", "application/vnd.docker.raw-stream")]
 
+    # Build output (api.build): Docker 0.6's plain text, every failure after
+    # the 200 as "Error build: ..."; intermediate containers are kept unless
+    # rm=1, as Docker 0.6 kept them.
+
+    build_content_type = "text/plain; charset=utf-8"
+    build_errors_in_stream = True
+    build_rm_default = False
+
+    def build_step(self, n, total, text):
+        word, _, rest = text.partition(" ")
+        return f"Step {n} : {word.upper()} {rest.strip()}\n".encode()
+
+    def build_text(self, text):
+        return text.encode()
+
+    def build_built(self, image_id):
+        return b""
+
+    def build_tagged(self, repo, tag):
+        return b""
+
+    def build_error(self, message, code=None):
+        return f"Error build: {message}\n".encode()
+
     # Progress streams (import, insert, pull, push): JSON objects, one a line.
 
     def status_msg(self, status, id_=None):

@@ -73,6 +73,29 @@ class Modern:
     def stream_msg(self, text):
         return _line({"stream": text})
 
+    # Build output (api.build): dockerd's JSON stream; failures found before
+    # the build starts are HTTP errors, later ones errorDetail with a code.
+
+    build_content_type = "application/json"
+    build_errors_in_stream = False
+    build_rm_default = True
+
+    def build_step(self, n, total, text):
+        return _line({"stream": f"Step {n}/{total} : {text}\n"})
+
+    def build_text(self, text):
+        return _line({"stream": text})
+
+    def build_built(self, image_id):
+        return _line({"aux": {"ID": "sha256:" + image_id}})
+
+    def build_tagged(self, repo, tag):
+        return _line({"stream": f"Successfully tagged {repo}:{tag}\n"})
+
+    def build_error(self, message, code=None):
+        return _line({"errorDetail": {"message": message, **({"code": code} if code else {})},
+                      "error": message})
+
     def aux_msg(self, obj):
         return _line({"aux": obj})
 

@@ -9,7 +9,7 @@ surface, and match its route.
 import re
 
 from .. import errors
-from . import archive, cgroupops, containers, execs, images, legacy, misc, modern, networks, versions, volumes
+from . import archive, build, cgroupops, containers, execs, images, legacy, misc, modern, networks, versions, volumes
 from .memo import Memo
 
 # A fourth column limits a route to one surface: MODERN endpoints did not
@@ -68,6 +68,7 @@ ROUTES = [
     ("GET",    "/images/{name:.+}/history",     images.history),
     ("POST",   "/images/{name:.+}/tag",         images.tag),
     ("DELETE", "/images/{name:.+}",             images.delete),
+    ("POST",   "/build",                        build.build),
 
     ("GET",    "/volumes",                      volumes.list_,              MODERN),
     ("POST",   "/volumes/create",               volumes.create,             MODERN),

@@ -8,6 +8,7 @@ Map:
   context_sources(context_dir, patterns)    -> [Source(rel, path)] for ADD/COPY
   source_hash(sources)                      -> "sha256:..." of names, modes and contents
   walk(root)                                -> (rel, path, lstat), iterative, links not followed
+  load(body, dest, dockerfile, max_bytes)   -> the Dockerfile's text, .dockerignore applied
 
 The body is hostile: it is extracted by fs.tarsafe (no member escapes,
 no link is followed), and every later lookup goes through fs.inroot, so a
@@ -30,6 +31,7 @@ from pyd.fs import inroot, tarsafe
 
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
 _CHUNK = 1 << 20
+MAX_DOCKERFILE = 1 << 20
 
 
 class Context:
@@ -127,7 +129,7 @@ def extract_context(stream, dest_dir, ignore=None, max_bytes=None):
         raise errors.BadParameter(f"build context: {e}") from e
     try:
         _refuse_devices(dest_dir)
-        ignored = _apply_ignore(dest_dir, ignore) if ignore is not None and ignore.patterns else 0
+        ignored = apply_ignore(dest_dir, ignore) if ignore is not None and ignore.patterns else 0
         files = size = 0
         for _, _, st in walk(dest_dir):
             files += 1
@@ -170,7 +172,7 @@ def _refuse_devices(root):
             raise errors.BadParameter(f"build context: {rel!r}: device files are not allowed")
 
 
-def _apply_ignore(root, ignore):
+def apply_ignore(root, ignore):
     """Remove the excluded entries, walking as the docker client's tar
     walk does: an excluded directory goes whole when can_skip_dir says so,
     else it stays for what an exception re-includes below it."""
@@ -373,3 +375,45 @@ def _hash_entry(h, name, path, st):
                 h.update(data)
     elif stat.S_ISLNK(st.st_mode):
         h.update(b"link\0" + os.fsencode(os.readlink(path)) + b"\0")
+
+
+# --------------------------------------------------------------------------
+# The whole context of one build
+# --------------------------------------------------------------------------
+
+def load(body, dest_dir, dockerfile_name, max_bytes):
+    """Extract the context `body` into the empty `dest_dir`, apply its
+    .dockerignore as Docker's rules say (the Dockerfile and .dockerignore
+    are read first, and then go too if the patterns exclude them, as in
+    moby's removeDockerfile), and return the Dockerfile's text, read before
+    anything was removed."""
+    extract_context(body, dest_dir, max_bytes=max_bytes)
+    return load_dir(dest_dir, dockerfile_name)
+
+
+def load_dir(dest_dir, dockerfile_name):
+    """load() for a context already in `dest_dir`."""
+    name = dockerfile_name or "Dockerfile"
+    path = resolve_dockerfile(dest_dir, name)
+    with open(path, "rb") as f:
+        data = f.read(MAX_DOCKERFILE + 1)
+    if len(data) > MAX_DOCKERFILE:
+        raise errors.BadParameter(f"the Dockerfile is larger than {MAX_DOCKERFILE} bytes")
+    ignore_path = os.path.join(dest_dir, ".dockerignore")
+    if os.path.isfile(ignore_path) and not os.path.islink(ignore_path):
+        with open(ignore_path, "rb") as f:
+            lines = dockerignore.read_lines(f.read(MAX_DOCKERFILE).decode("utf-8", errors="replace"))
+        rel = posixpath.normpath(name.lstrip("/"))
+        apply_ignore(dest_dir, dockerignore.Matcher(lines, keep=(".dockerignore", rel)))
+        plain = dockerignore.Matcher(lines)
+        for kept in (rel, ".dockerignore"):
+            if plain.excluded(kept) and os.path.lexists(os.path.join(dest_dir, kept)):
+                os.unlink(os.path.join(dest_dir, kept))
+    return data.decode("utf-8", errors="replace")
+
+
+def lone_dockerfile(path, dest_dir, dockerfile_name):
+    """A `remote` that is a Dockerfile, not a tar: the context is that file alone."""
+    name = posixpath.basename((dockerfile_name or "Dockerfile").rstrip("/")) or "Dockerfile"
+    os.replace(path, os.path.join(dest_dir, name))
+    return name

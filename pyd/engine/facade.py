@@ -29,7 +29,8 @@ from ..store.images import ImageStore, short
 from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
 from ..store.refs import parse_repo_tag, split_name
-from . import archive, createconfig, etcfiles, execs, filters as flt, fsops, lifecycle as lc, mounts
+from . import archive, buildcontext, buildcopy, builder, createconfig, etcfiles, execs, filters as flt, fsops
+from . import lifecycle as lc, mounts
 from . import dockerfile_changes, health, logs, plan as plans, ports, resources
 from .networking import Networking, initial_endpoints, networks_of
 from .events import Bus, Overflow
@@ -1063,6 +1064,41 @@ class Engine:
             self._tag(img.id, repo, tag, force=True)
         log.info("committed %s as image %s", c.short_id, short(img.id))
         return img.id
+
+    # -- build ---------------------------------------------------------------
+
+    def image_build(self, body, opts, remote=None):
+        """Read the context (`body`, or the `remote` URL: a tar, or a lone
+        Dockerfile) and check the Dockerfile; returns a generator of the
+        build's messages (engine.builder). What fails here fails before any
+        output; the context's directory goes when the generator ends."""
+        work = fsops.new_work_dir(self.config.tmp_dir, "build")
+        try:
+            ctx = os.path.join(work, "context")
+            os.mkdir(ctx, 0o755)
+            if remote:
+                fetched = buildcopy.download(remote, work, self.config.max_build_download, open_url)
+                if buildcopy.is_archive(fetched):
+                    with open(fetched, "rb") as f:
+                        text = buildcontext.load(f, ctx, opts.dockerfile, self.config.max_build_context)
+                else:
+                    opts.dockerfile = buildcontext.lone_dockerfile(fetched, ctx, opts.dockerfile)
+                    text = buildcontext.load_dir(ctx, opts.dockerfile)
+            else:
+                text = buildcontext.load(body, ctx, opts.dockerfile, self.config.max_build_context)
+            plan = builder.prepare(text, opts)
+        except BaseException:
+            remove_tree(work)
+            raise
+        run = builder.Build(self, ctx, plan, opts).run()
+
+        def messages():
+            try:
+                yield from run
+            finally:
+                run.close()
+                remove_tree(work)
+        return messages()
 
     # -- exec --------------------------------------------------------------
 

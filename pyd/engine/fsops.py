@@ -33,9 +33,13 @@ def architecture():
 
 def image_config(parent, diff_id, run_config, container="", container_config=None, comment="",
                  author="", created_by=""):
-    """A new image config: `parent`'s layers (an Image, or None) plus `diff_id`."""
+    """A new image config: `parent`'s layers (an Image, or None) plus
+    `diff_id`; with diff_id None it adds no layer (a build's metadata step,
+    marked empty_layer in its history entry, as Docker does)."""
     created = timefmt.now_iso()
     entry = {"created": created, "created_by": created_by}
+    if diff_id is None:
+        entry["empty_layer"] = True
     if comment:
         entry["comment"] = comment
     if author:
@@ -51,7 +55,8 @@ def image_config(parent, diff_id, run_config, container="", container_config=Non
         "container_config": container_config or createconfig.empty_config(),
         "docker_version": "pyd-" + __version__,
         "history": (list(parent.config.get("history") or []) if parent else []) + [entry],
-        "rootfs": {"type": "layers", "diff_ids": (parent.diff_ids if parent else []) + [diff_id]},
+        "rootfs": {"type": "layers",
+                   "diff_ids": (parent.diff_ids if parent else []) + ([diff_id] if diff_id else [])},
     }
     if parent:
         cfg["parent"] = "sha256:" + parent.id
@@ -124,6 +129,48 @@ def commit(images, c, layers, driver, body, comment, author, tmp_dir):
                                    created_by=" ".join(createconfig.argv(c.config))))
     finally:
         tarsafe.remove_tree(work)
+
+
+def commit_step(images, c, layers, driver, parent, run_config, container_config, tmp_dir, author=""):
+    """A build step's image: container `c`'s changes as a layer on `parent`
+    (an Image, or None for scratch) with the step's own configs; no layer
+    at all when the step changed nothing (history's empty_layer)."""
+    work = new_work_dir(tmp_dir, "build")
+    try:
+        layer = os.path.join(work, "layer")
+        os.mkdir(layer, 0o755)
+        result = copy_layer(driver.diff_source(c.path, layers, work), layer)
+
+        def make(diff_id):
+            return image_config(parent, diff_id, run_config, container=c.id, container_config=container_config,
+                                author=author, created_by=" ".join(container_config.get("Cmd") or []))
+        if not result.files:
+            return images.create(make(None))
+        return images.create_with_layer(layer, result.digest, result.size, make)
+    finally:
+        tarsafe.remove_tree(work)
+
+
+def commit_dir(images, tree, parent, run_config, container_config, tmp_dir, author=""):
+    """A layer made from the plain directory `tree` on `parent` (a build
+    step on an image with no filesystem yet: FROM scratch)."""
+    work = new_work_dir(tmp_dir, "build")
+    try:
+        layer = os.path.join(work, "layer")
+        os.mkdir(layer, 0o755)
+        result = copy_layer(tree, layer)
+        return images.create_with_layer(
+            layer, result.digest, result.size,
+            lambda d: image_config(parent, d, run_config, container_config=container_config, author=author,
+                                   created_by=" ".join(container_config.get("Cmd") or [])))
+    finally:
+        tarsafe.remove_tree(work)
+
+
+def commit_config(images, parent, run_config, container_config, author=""):
+    """A build's metadata step: a new config on `parent`'s layers, no layer."""
+    return images.create(image_config(parent, None, run_config, container_config=container_config,
+                                      author=author, created_by=" ".join(container_config.get("Cmd") or [])))
 
 
 def changes(driver, c, layers):
