@@ -227,9 +227,14 @@ def merge(user, image, given=None):
     for k in ("Memory", "MemorySwap"):
         if not out.get(k) and image.get(k):
             out[k] = image[k]
-    if not out.get("Cmd") and not out.get("Entrypoint"):
+    # `docker run --entrypoint ""` sends [""]: no entrypoint, not the image's,
+    # and the client's Cmd alone (moby's merge sees a non-empty Entrypoint).
+    reset = out.get("Entrypoint") == [""]
+    if reset:
+        out["Entrypoint"] = None
+    elif not out.get("Cmd") and not out.get("Entrypoint"):
         out["Cmd"] = image.get("Cmd")
-    if not out.get("Entrypoint") and image.get("Entrypoint"):
+    if not reset and not out.get("Entrypoint") and image.get("Entrypoint"):
         out["Entrypoint"] = image["Entrypoint"]
         if not user.get("Cmd"):
             out["Cmd"] = image.get("Cmd")
