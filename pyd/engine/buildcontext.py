@@ -116,15 +116,13 @@ def extract_context(stream, dest_dir, ignore=None, max_bytes=None):
         if max_bytes is None:
             raise ValueError("max_bytes is required for a raw body")
         stream = open_context(stream, max_bytes)
-    # tarsafe sniffs the (decompressed) tar again: a compressed context
-    # whose first member's name begins with "BZh" is taken for bzip2 a
-    # second time and refused, where Docker would extract it (an
-    # uncompressed one is refused by Docker too: it sniffs the same magic).
     try:
         # The context is data, never a rootfs: what it holds belongs to the
         # daemon (ADD and COPY set ownership themselves, to 0:0 or --chown).
+        # The Context has decompressed already: tarsafe must not sniff again
+        # (a first member named "BZh..." would be taken for bzip2).
         tarsafe.extract(stream, dest_dir, whiteouts=False, root_attrs=False,
-                        owner=(os.getuid(), os.getgid()))
+                        owner=(os.getuid(), os.getgid()), decompress=False)
     except tarsafe.BadTar as e:
         raise errors.BadParameter(f"build context: {e}") from e
     try:

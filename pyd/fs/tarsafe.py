@@ -827,7 +827,7 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
             max_member_header: int = DEFAULT_MAX_MEMBER_HEADER,
             on_progress: Optional[Callable[[int], None]] = None,
             whiteouts: bool = True, replace_types: bool = True, root_attrs: bool = True,
-            owner: Optional[Tuple[int, int]] = None) -> ExtractResult:
+            owner: Optional[Tuple[int, int]] = None, decompress: bool = True) -> ExtractResult:
     """Apply the tar stream ``fileobj`` (raw, gzip, bzip2 or xz) to the
     existing directory ``dest``.
 
@@ -838,13 +838,17 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
     ``.`` member, leaving ``dest`` as it is; ``owner=(uid, gid)`` owns
     everything written by that user instead of the members' own ids.
 
+    ``decompress=False`` takes the stream as a plain tar: for a stream that
+    was decompressed already, whose first member's name may begin with a
+    compression magic ("BZh...").
+
     ``on_progress(n)`` receives the number of bytes read so far from
     ``fileobj`` (compressed bytes if compressed), at most every ~1 MiB and
     once at the end.  On error the exception propagates and ``dest`` may
     hold a partial result: the caller removes it (see ``remove_tree``).
     """
     peek = fileobj if isinstance(fileobj, _Peekable) else _Peekable(fileobj, on_progress)
-    hasher = _Hasher(_open_decompressed(peek))
+    hasher = _Hasher(_open_decompressed(peek) if decompress else peek)
     info_cls = _bounded_tarinfo_class(max_member_header)
     root_fd = os.open(os.fspath(dest), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     ex = _Extractor(root_fd, whiteouts, replace_types, root_attrs)

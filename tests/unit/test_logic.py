@@ -186,6 +186,13 @@ def test_merge_config_fills_from_image():
     assert out["Entrypoint"] == ["/e"] and out["Cmd"] == ["x"]
 
 
+def test_an_empty_entrypoint_resets_the_images():
+    # docker run --entrypoint "" image sh -c x
+    out = merge_config(_check_config({"Image": "b", "Entrypoint": [""], "Cmd": ["sh"]}),
+                       {"Entrypoint": ["/e"], "Cmd": ["d"]})
+    assert out["Entrypoint"] is None and out["Cmd"] == ["sh"]
+
+
 def test_parse_signal():
     import signal
     assert parse_signal(None) == signal.SIGKILL
