@@ -37,6 +37,8 @@ def options(req):
     if req.arg("version") == "2":
         raise errors.BadParameter("BuildKit is not supported by pyd: use the classic builder "
                                   "(DOCKER_BUILDKIT=0 docker build)")
+    if req.arg_bool("squash"):
+        raise errors.BadParameter("squash is only supported with experimental mode")  # as dockerd says
     tags = []
     for t in req.query.get("t") or []:
         if t:

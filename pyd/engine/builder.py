@@ -226,6 +226,9 @@ class Build:
 
     def _from(self, stage):
         base = stage.base
+        want = (stage.platform or "").split("/")
+        if stage.platform and (want[0] != "linux" or (len(want) > 1 and want[1] != fsops.architecture())):
+            raise BuildError(f"FROM --platform={stage.platform}: pyd builds for linux/{fsops.architecture()} only")
         if base.lower() == "scratch":
             image, config = None, createconfig.empty_config()
         else:
