@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from .. import errors
 from ..fs.tarsafe import remove_tree
 from . import atomic
+from .layers import hex_of
 from .refs import DEFAULT_TAG, ID_RE, familiar, split_name, validate_repo, validate_tag
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,28 @@ class ImageStore:
 
     def create(self, config):
         """Store a new image config (its layers stored already). Returns the Image."""
-        raw = encode_config(config)
+        return self._store(encode_config(config))
+
+    def create_raw(self, raw, new_layers=()):
+        """Store a config exactly as its bytes came (a pull or a load: the
+        image id is then the registry's config digest), after moving in the
+        finished `new_layers` [(dir, diff_id, size)], all under the store lock
+        so that collect() cannot take a layer in between. Returns the Image."""
+        try:
+            config = json.loads(raw)
+            diff_ids = config["rootfs"]["diff_ids"] if isinstance(config, dict) else None
+            if not isinstance(diff_ids, list):
+                raise ValueError("no rootfs.diff_ids list")
+            for d in diff_ids:
+                hex_of(d)
+        except (ValueError, KeyError, TypeError) as e:
+            raise errors.BadParameter(f"invalid image config: {e}") from e
+        with self._lock:
+            for layer_dir, diff_id, size in new_layers:
+                self.layers.add(layer_dir, diff_id, size)
+            return self._store(bytes(raw))
+
+    def _store(self, raw):
         image_id = hashlib.sha256(raw).hexdigest()
         img = Image(image_id, json.loads(raw), raw)
         if img.parent:
