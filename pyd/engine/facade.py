@@ -28,7 +28,7 @@ from ..store.containers import Container, ContainerStore, check_name, new_id
 from ..store.images import ImageStore, short
 from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
-from ..store.refs import parse_repo_tag, split_name
+from ..refs import parse_repo_tag, split_name
 from . import archive, buildcontext, buildcopy, builder, createconfig, etcfiles, execs, filters as flt, fsops
 from . import lifecycle as lc, mounts
 from . import dockerfile_changes, health, logs, plan as plans, ports, resources

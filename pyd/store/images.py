@@ -27,7 +27,7 @@ from .. import errors
 from ..fs.tarsafe import remove_tree
 from . import atomic
 from .layers import hex_of
-from .refs import DEFAULT_TAG, ID_RE, familiar, split_name, validate_repo, validate_tag
+from ..refs import DEFAULT_TAG, ID_RE, familiar, split_name, validate_repo, validate_tag
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class ImageStore:
         self._lock = threading.RLock()
         self._images = {}  # id -> Image
         self._repos = {}   # repo -> {tag: id}
+        self._digests = {}  # repo -> {manifest digest: id}: RepoDigests, from pulls and pushes
 
     # -- loading -----------------------------------------------------------
 
@@ -123,14 +124,17 @@ class ImageStore:
                     del images[image_id]
                     changed = True
         try:
-            repos = atomic.read_json(self.refs_path).get("repositories", {})
+            refs = atomic.read_json(self.refs_path)
         except FileNotFoundError:
-            repos = {}
+            refs = {}
         except (OSError, ValueError) as e:
             log.warning("refs.json unreadable (%s); starting with no tags", e)
-            repos = {}
+            refs = {}
+        repos = refs.get("repositories", {})
         with self._lock:
             self._images = images
+            self._digests = {repo: {d: i for d, i in by.items() if i in images}
+                             for repo, by in (refs.get("digests") or {}).items()}
             self._repos = {}
             for repo, tags in repos.items():
                 kept = {t: i for t, i in tags.items() if i in images}
@@ -144,8 +148,22 @@ class ImageStore:
         self.collect()
 
     def _save_repos(self):
-        atomic.write_json(self.refs_path, {"repositories": self._repos})
+        digests = {repo: by for repo, by in self._digests.items() if by}
+        atomic.write_json(self.refs_path, {"repositories": self._repos, **({"digests": digests} if digests else {})})
         self.generation += 1
+
+    def set_digest(self, image_id, repo, digest):
+        """Record that `repo@digest` (a registry's manifest digest) is this image."""
+        with self._lock:
+            self.get(image_id)
+            self._digests.setdefault(familiar(repo), {})[digest] = image_id
+            self._save_repos()
+
+    def digests_of(self, image_id):
+        """["repo@sha256:..."]: RepoDigests."""
+        with self._lock:
+            return sorted(f"{repo}@{d}" for repo, by in self._digests.items() for d, i in by.items()
+                          if i == image_id)
 
     # -- lookups -----------------------------------------------------------
 
@@ -174,6 +192,12 @@ class ImageStore:
             raise errors.NotFound("No such image: (empty name)")
         ref = name[7:] if name.startswith("sha256:") else name
         with self._lock:
+            if "@" in name:
+                repo, _, digest = name.partition("@")
+                image_id = self._digests.get(familiar(repo), {}).get(digest)
+                if image_id in self._images:
+                    return self._images[image_id]
+                raise errors.NotFound(f"No such image: {name}")
             ambiguous = False
             if _HEX.match(ref):
                 hits = [i for i in self._images if i.startswith(ref)]
@@ -370,6 +394,11 @@ class ImageStore:
     def _remove(self, image_id):
         atomic.unlink_quiet(os.path.join(self.dir, check_id(image_id) + ".json"))
         self._images.pop(image_id, None)
+        if any(image_id in by.values() for by in self._digests.values()):
+            for by in self._digests.values():
+                for d in [d for d, i in by.items() if i == image_id]:
+                    del by[d]
+            self._save_repos()
         self.generation += 1
         log.info("deleted image %s", short(image_id))
 

@@ -2,12 +2,13 @@
 own package or from a package of a lower rank. This reads every module's
 imports (without importing it) and fails on one that goes up or sideways.
 
-    cli 6 > api 5 > http 4, engine 4 > store 3, runtime 3, network 3 > fs 2 > native 1 > base 0
+    cli 6 > api 5 > http 4, engine 4 > store 3, runtime 3, network 3, registry 3 > fs 2 > native 1 > base 0
 
 http and engine share a rank so neither may import the other: http is a
 transport that knows nothing of Docker, and the engine knows nothing of
 HTTP. store, runtime and network likewise: the runtime never sees records,
-and network (netlink, address pools) needs only native and base.
+network (netlink, address pools) needs only native and base, and registry
+(the distribution protocol's client) only base.
 """
 
 import ast
@@ -17,12 +18,12 @@ import pytest
 
 PYD = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "pyd")
 
-RANKS = {"cli": 6, "api": 5, "http": 4, "engine": 4, "store": 3, "runtime": 3, "network": 3, "fs": 2, "native": 1,
+RANKS = {"cli": 6, "api": 5, "http": 4, "engine": 4, "store": 3, "runtime": 3, "network": 3, "registry": 3, "fs": 2, "native": 1,
          "base": 0}
 
 # Top-level modules that are not packages, and the layer each belongs to.
 LAYER_OF_MODULE = {"cli": "cli", "native": "native", "_shim": "native",
-                   "errors": "base", "config": "base", "timefmt": "base", "sysinfo": "base",
+                   "errors": "base", "refs": "base", "config": "base", "timefmt": "base", "sysinfo": "base",
                    "_build": "base", "__init__": "base"}
 
 

@@ -14,7 +14,7 @@ from pyd.engine.facade import parse_signal
 from pyd.engine.mounts import clean_target, parse_bind
 from pyd.http.status import status_for
 from pyd.store.containers import Container
-from pyd.store.refs import parse_repo_tag, split_name
+from pyd.refs import parse_repo_tag, split_name
 
 
 @pytest.mark.parametrize("spec,want", [

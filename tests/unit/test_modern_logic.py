@@ -11,7 +11,7 @@ from pyd.api import memo, modern, versions
 from pyd.engine import dockerfile_changes, filters, health, logs, restart
 from pyd.engine.views import ContainerView, tree_copy
 from pyd.store.containers import Container, check_name
-from pyd.store.refs import familiar, split_name
+from pyd.refs import familiar, split_name
 
 
 def test_filters_both_spellings_and_refusals():

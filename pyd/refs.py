@@ -2,7 +2,7 @@
 
 import re
 
-from .. import errors
+from . import errors
 
 ID_RE = re.compile(r"^[a-f0-9]{64}$")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
