@@ -85,16 +85,26 @@ def _project(s, msg):
 def build(req):
     s = req.surface
     try:
-        messages = req.engine.image_build(req.body, options(req), _remote(req))
+        opts = options(req)
+        messages = req.engine.image_build(req.body, opts, _remote(req))
     except errors.PydError as e:
         if not s.build_errors_in_stream:
             raise
         return Stream([s.build_error(str(e))], s.build_content_type)
 
+    quiet_id = opts.quiet and s.build_quiet_id_only
+
     def chunks():
         try:
             for msg in messages:
-                yield None if msg is None else _project(s, msg)
+                if msg is None:
+                    yield None
+                elif quiet_id:
+                    # dockerd's q=1 writes the image id alone (the CLI prints it)
+                    if isinstance(msg, Built):
+                        yield s.build_built(msg.image_id) + s.build_text("sha256:" + msg.image_id + "\n")
+                else:
+                    yield _project(s, msg)
         except BuildError as e:
             yield s.build_error(str(e), e.code)
         except errors.PydError as e:

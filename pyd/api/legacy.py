@@ -53,6 +53,7 @@ class Legacy:
     build_content_type = "text/plain; charset=utf-8"
     build_errors_in_stream = True
     build_rm_default = False
+    build_quiet_id_only = False   # q hides only RUN output (Docker 0.6)
 
     def build_step(self, n, total, text):
         word, _, rest = text.partition(" ")

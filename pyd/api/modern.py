@@ -79,6 +79,7 @@ class Modern:
     build_content_type = "application/json"
     build_errors_in_stream = False
     build_rm_default = True
+    build_quiet_id_only = True    # q: the image id alone (dockerd)
 
     def build_step(self, n, total, text):
         return _line({"stream": f"Step {n}/{total} : {text}\n"})

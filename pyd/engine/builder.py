@@ -395,7 +395,8 @@ class Build:
         """A step's container, from the stage's image as it is now."""
         flat = {"Image": st.image.id, "Healthcheck": {"Test": ["NONE"]}}
         if entrypoint is not None:
-            flat.update(Entrypoint=entrypoint, Cmd=None, Env=list(env) or None)
+            # moby's withEntrypointOverride: no entrypoint, the command as Cmd
+            flat.update(Entrypoint=[""], Cmd=entrypoint, Env=list(env) or None)
         else:
             flat["Cmd"] = cmd
         if self.opts.memory:

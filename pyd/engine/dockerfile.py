@@ -384,7 +384,8 @@ def healthcheck(instr):
             raise _fail(ln, f'time: invalid duration "{value}"')
         if 0 < d < 10**6 or d < 0:
             raise _fail(ln, f'Interval "{flag}" cannot be less than 1ms')
-        out[key] = d
+        if d:
+            out[key] = d    # Docker's HealthConfig omits zero durations (omitempty)
     retries = instr.flags.get("retries", "")
     if retries:
         if not re.fullmatch(r"[+-]?[0-9]{1,10}", retries):
@@ -392,8 +393,6 @@ def healthcheck(instr):
         if int(retries) < 1:
             raise _fail(ln, f"--retries must be at least 1 (not {int(retries)})")
         out["Retries"] = int(retries)
-    else:
-        out["Retries"] = 0
     return out
 
 

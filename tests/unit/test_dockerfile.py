@@ -289,17 +289,15 @@ def test_command_wraps_the_shell_form():
 
 @pytest.mark.parametrize("text,out", [
     ("HEALTHCHECK NONE", {"Test": ["NONE"]}),
+    # Zero durations and retries are left out, as Docker's HealthConfig (omitempty) does.
     ("HEALTHCHECK CMD curl -f http://localhost/ || exit 1",
-     {"Test": ["CMD-SHELL", "curl -f http://localhost/ || exit 1"], "Interval": 0, "Timeout": 0,
-      "StartPeriod": 0, "Retries": 0}),
+     {"Test": ["CMD-SHELL", "curl -f http://localhost/ || exit 1"]}),
     ('HEALTHCHECK --interval=30s --timeout=1m30s --start-period=1.5s --retries=3 cmd ["true"]',
      {"Test": ["CMD", "true"], "Interval": 30 * 10**9, "Timeout": 90 * 10**9,
       "StartPeriod": 1500 * 10**6, "Retries": 3}),
     ("HEALTHCHECK --interval=1h2m3s4ms5us6ns CMD x",
-     {"Test": ["CMD-SHELL", "x"], "Interval": 3723004005006, "Timeout": 0, "StartPeriod": 0,
-      "Retries": 0}),
-    ("HEALTHCHECK --interval=0 CMD x",
-     {"Test": ["CMD-SHELL", "x"], "Interval": 0, "Timeout": 0, "StartPeriod": 0, "Retries": 0}),
+     {"Test": ["CMD-SHELL", "x"], "Interval": 3723004005006}),
+    ("HEALTHCHECK --interval=0 CMD x", {"Test": ["CMD-SHELL", "x"]}),
 ])
 def test_healthcheck(text, out):
     assert d.instruction_args(one(text)) == [out]
