@@ -29,6 +29,7 @@ from ..store.images import ImageStore, short
 from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
 from ..refs import parse_repo_tag, split_name
+from . import imagearchive
 from . import archive, buildcontext, buildcopy, builder, createconfig, etcfiles, execs, filters as flt, fsops
 from . import lifecycle as lc, mounts
 from . import dockerfile_changes, health, logs, plan as plans, ports, resources
@@ -1064,6 +1065,39 @@ class Engine:
             self._tag(img.id, repo, tag, force=True)
         log.info("committed %s as image %s", c.short_id, short(img.id))
         return img.id
+
+    # -- save and load -------------------------------------------------------
+
+    def image_save(self, names):
+        """A producer writing the images `names` as `docker save` does (the
+        docker-archive tar); an unknown name is NotFound here, before any byte."""
+        plan = imagearchive.plan_save(self.images, names)
+
+        def produce(send):
+            with fsops.ChunkWriter(send) as out:
+                imagearchive.save(plan, self.layers, self.config.tmp_dir, out)
+            for item in plan.items:
+                self.events.publish("image", "save", "sha256:" + item.image.id, name="sha256:" + item.image.id)
+        return produce
+
+    def image_load(self, body, quiet=False):
+        """Read a `docker save` archive (or an OCI layout) from `body`; what is
+        wrong with the archive itself fails here, before any output. Returns
+        the generator of its messages (imagearchive.Progress, Text) that
+        stores the layers and images; the archive's files go when it ends."""
+        loader = imagearchive.Loader(self.images, self.layers, self.config.tmp_dir, body)
+
+        def messages():
+            try:
+                for msg in loader.messages(quiet):
+                    if isinstance(msg, imagearchive.Loaded):
+                        self.events.publish("image", "load", "sha256:" + msg.image_id,
+                                            name="sha256:" + msg.image_id)
+                        continue
+                    yield msg
+            finally:
+                loader.close()
+        return imagearchive.Messages(messages(), loader.close)
 
     # -- build ---------------------------------------------------------------
 

@@ -69,14 +69,17 @@ def import_tar(images, tmp_dir, fileobj, total, progress, comment="", run_config
     work = new_work_dir(tmp_dir, "import")
     try:
         layer = os.path.join(work, "layer")
+        split = os.path.join(work, "layer.split")
         os.mkdir(layer, 0o755)
         try:
-            result = tarsafe.extract(fileobj, layer, on_progress=lambda n: progress("Importing", n, total))
+            with open(split, "wb") as split_file:
+                result = tarsafe.extract(fileobj, layer, on_progress=lambda n: progress("Importing", n, total),
+                                         split=split_file)
         except tarsafe.BadTar as e:
             raise errors.BadParameter(f"invalid tar: {e}") from e
         return images.create_with_layer(
             layer, result.digest, result.size,
-            lambda d: image_config(None, d, run_config, comment=comment, created_by="import"))
+            lambda d: image_config(None, d, run_config, comment=comment, created_by="import"), split=split)
     finally:
         tarsafe.remove_tree(work)
 
@@ -89,11 +92,11 @@ def insert_url(images, tmp_dir, parent, path, url, progress):
     resp, total = open_url(url)
     work = new_work_dir(tmp_dir, "insert")
     try:
-        layer = os.path.join(work, "layer")
-        target_dir = os.path.join(layer, posixpath.dirname(dest).lstrip("/"))
+        tree = os.path.join(work, "tree")
+        target_dir = os.path.join(tree, posixpath.dirname(dest).lstrip("/"))
         os.makedirs(target_dir, 0o755)
         done = 0
-        with resp, open(os.path.join(layer, dest.lstrip("/")), "wb") as out:
+        with resp, open(os.path.join(tree, dest.lstrip("/")), "wb") as out:
             os.fchmod(out.fileno(), 0o755)
             while True:
                 chunk = resp.read(1 << 20)
@@ -105,9 +108,14 @@ def insert_url(images, tmp_dir, parent, path, url, progress):
         run_config = dict(parent.run_config or createconfig.empty_config())
         cmd = ["/bin/sh", "-c", f"#(nop) ADD {url} in {dest}"]
         cc = dict(run_config, Cmd=cmd)
+        # through the extractor, as a commit is, for the layer's tar split
+        layer, split = os.path.join(work, "layer"), os.path.join(work, "layer.split")
+        os.mkdir(layer, 0o755)
+        result = copy_layer(tree, layer, split)
         return images.create_with_layer(
-            layer, layerfs.layer_digest(layer), done,
-            lambda d: image_config(parent, d, run_config, container_config=cc, created_by=" ".join(cmd)))
+            layer, result.digest, done,
+            lambda d: image_config(parent, d, run_config, container_config=cc, created_by=" ".join(cmd)),
+            split=split)
     finally:
         tarsafe.remove_tree(work)
 
@@ -119,14 +127,15 @@ def commit(images, c, layers, driver, body, comment, author, tmp_dir):
     parent = images.get(c.image)
     work = new_work_dir(tmp_dir, "commit")
     try:
-        layer = os.path.join(work, "layer")
+        layer, split = os.path.join(work, "layer"), os.path.join(work, "layer.split")
         os.mkdir(layer, 0o755)
-        result = copy_layer(driver.diff_source(c.path, layers, work), layer)
+        result = copy_layer(driver.diff_source(c.path, layers, work), layer, split)
         return images.create_with_layer(
             layer, result.digest, result.size,
             lambda d: image_config(parent, d, run_config, container=c.id, container_config=base,
                                    comment=comment, author=author,
-                                   created_by=" ".join(createconfig.argv(c.config))))
+                                   created_by=" ".join(createconfig.argv(c.config))),
+            split=split)
     finally:
         tarsafe.remove_tree(work)
 
@@ -137,16 +146,16 @@ def commit_step(images, c, layers, driver, parent, run_config, container_config,
     at all when the step changed nothing (history's empty_layer)."""
     work = new_work_dir(tmp_dir, "build")
     try:
-        layer = os.path.join(work, "layer")
+        layer, split = os.path.join(work, "layer"), os.path.join(work, "layer.split")
         os.mkdir(layer, 0o755)
-        result = copy_layer(driver.diff_source(c.path, layers, work), layer)
+        result = copy_layer(driver.diff_source(c.path, layers, work), layer, split)
 
         def make(diff_id):
             return image_config(parent, diff_id, run_config, container=c.id, container_config=container_config,
                                 author=author, created_by=" ".join(container_config.get("Cmd") or []))
         if not result.files:
             return images.create(make(None))
-        return images.create_with_layer(layer, result.digest, result.size, make)
+        return images.create_with_layer(layer, result.digest, result.size, make, split=split)
     finally:
         tarsafe.remove_tree(work)
 
@@ -156,13 +165,14 @@ def commit_dir(images, tree, parent, run_config, container_config, tmp_dir, auth
     step on an image with no filesystem yet: FROM scratch)."""
     work = new_work_dir(tmp_dir, "build")
     try:
-        layer = os.path.join(work, "layer")
+        layer, split = os.path.join(work, "layer"), os.path.join(work, "layer.split")
         os.mkdir(layer, 0o755)
-        result = copy_layer(tree, layer)
+        result = copy_layer(tree, layer, split)
         return images.create_with_layer(
             layer, result.digest, result.size,
             lambda d: image_config(parent, d, run_config, container_config=container_config, author=author,
-                                   created_by=" ".join(container_config.get("Cmd") or [])))
+                                   created_by=" ".join(container_config.get("Cmd") or [])),
+            split=split)
     finally:
         tarsafe.remove_tree(work)
 
@@ -211,10 +221,11 @@ class ChunkWriter:
             self.flush()
 
 
-def copy_layer(upper, dest):
+def copy_layer(upper, dest, split=None):
     """Copy an overlay-format dir into a new layer, whiteouts and opaque dirs kept,
     by streaming it as a tar into the hostile-tar extractor (one code path for
-    both). The result's digest is the new layer's diff id."""
+    both). The result's digest is the new layer's diff id. `split`: a path to
+    write the layer's tar split to (for LayerStore.add), or None."""
     r, w = os.pipe()
     failure = []
 
@@ -229,7 +240,11 @@ def copy_layer(upper, dest):
     t.start()
     try:
         with os.fdopen(r, "rb") as src:
-            result = tarsafe.extract(src, dest)
+            if split is None:
+                result = tarsafe.extract(src, dest)
+            else:
+                with open(split, "wb") as split_file:
+                    result = tarsafe.extract(src, dest, split=split_file)
     except tarsafe.BadTar as e:
         t.join()
         if failure:  # the reader only saw the writer's failure: report its cause

@@ -38,6 +38,8 @@ import threading
 import zlib
 from typing import BinaryIO, Callable, Iterable, NamedTuple, Optional, Tuple, Union
 
+from . import tarsplit
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -290,6 +292,7 @@ class _Hasher:
         self._sha = hashlib.sha256()
         self._queue: Optional[queue.Queue] = None
         self._thread: Optional[threading.Thread] = None
+        self.on_data: Optional[Callable[[bytes], None]] = None   # sees every byte, in order
 
     def _hash_loop(self) -> None:
         q, sha = self._queue, self._sha
@@ -315,6 +318,8 @@ class _Hasher:
                 return b""
             self._hash(data)
             self.count += len(data)
+            if self.on_data is not None:
+                self.on_data(data)
             self._buf, self._off = data, 0
         off = self._off
         if n is None or n < 0 or (off == 0 and n >= len(self._buf)):
@@ -574,6 +579,7 @@ class _Extractor:
         self.size = 0
         self.files = 0
         self.chown = os.geteuid() == 0
+        self.recorder: Optional[tarsplit.Recorder] = None   # extract(split=...)
 
     # -- cache ---------------------------------------------------------
     def close(self) -> None:
@@ -641,14 +647,33 @@ class _Extractor:
         if not self.replace_types and stat.S_ISDIR(st.st_mode) != keep_dir:
             what = ("directory", "non-directory") if keep_dir else ("non-directory", "directory")
             raise BadTar(f"{'/'.join(parts)!r}: cannot overwrite {what[1]} with {what[0]}")
+        if stat.S_ISDIR(st.st_mode) and keep_dir:
+            return st
+        if self.recorder is not None:
+            # a file whose payload the split references is about to go
+            self.recorder.cleared(parts, stat.S_ISDIR(st.st_mode), self._open_recorded)
         if stat.S_ISDIR(st.st_mode):
-            if keep_dir:
-                return st
             self.invalidate(parts)
             _rmtree_at(pfd, name)
         else:
             os.unlink(name, dir_fd=pfd)
         return None
+
+    def _open_recorded(self, parts: tuple) -> int:
+        pfd = self.dir_fd(parts[:-1], "/".join(parts), create=False)
+        if pfd is None:
+            raise OSError(errno.ENOENT, f"{'/'.join(parts)}: extracted file vanished")
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+
+    def referenceable(self, ti: tarfile.TarInfo) -> Optional[tuple]:
+        """The normalized name of a member whose payload ends up, as it
+        is, in a regular file of that name (for a tar split); else None."""
+        if not ti.isreg() or ti.type == tarfile.GNUTYPE_SPARSE or ti.sparse is not None:
+            return None
+        parts = _normalize(ti.name, "name", ti.name)
+        if not parts or (self.whiteouts and parts[-1].startswith(WHITEOUT_PREFIX)):
+            return None
+        return parts
 
     # -- members -------------------------------------------------------
     def apply(self, tf: tarfile.TarFile, ti: tarfile.TarInfo) -> None:
@@ -827,7 +852,8 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
             max_member_header: int = DEFAULT_MAX_MEMBER_HEADER,
             on_progress: Optional[Callable[[int], None]] = None,
             whiteouts: bool = True, replace_types: bool = True, root_attrs: bool = True,
-            owner: Optional[Tuple[int, int]] = None, decompress: bool = True) -> ExtractResult:
+            owner: Optional[Tuple[int, int]] = None, decompress: bool = True,
+            split: Optional[BinaryIO] = None) -> ExtractResult:
     """Apply the tar stream ``fileobj`` (raw, gzip, bzip2 or xz) to the
     existing directory ``dest``.
 
@@ -846,14 +872,24 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
     ``fileobj`` (compressed bytes if compressed), at most every ~1 MiB and
     once at the end.  On error the exception propagates and ``dest`` may
     hold a partial result: the caller removes it (see ``remove_tree``).
+
+    ``split``, a binary file open for writing, receives the tar split of
+    the decompressed stream (fs/tarsplit.py): with it and ``dest``,
+    tarsplit.write gives back the stream byte for byte.  Written only on
+    success; temporary files go beside it (its directory, when it has a
+    name) and are gone when this returns.
     """
     peek = fileobj if isinstance(fileobj, _Peekable) else _Peekable(fileobj, on_progress)
     hasher = _Hasher(_open_decompressed(peek) if decompress else peek)
     info_cls = _bounded_tarinfo_class(max_member_header)
     root_fd = os.open(os.fspath(dest), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     ex = _Extractor(root_fd, whiteouts, replace_types, root_attrs)
+    rec = None
     ti = None
     try:
+        if split is not None:
+            rec = ex.recorder = tarsplit.Recorder(split)
+            hasher.on_data = rec.feed
         try:
             tf = tarfile.open(fileobj=hasher, mode="r|", tarinfo=info_cls)
         except tarfile.ReadError as e:
@@ -872,7 +908,13 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
                 ti.uid, ti.gid = owner
             ex.trim()
             try:
+                ref = parts = None
+                if rec is not None:
+                    parts = ex.referenceable(ti)
+                    ref = rec.member(ti.offset_data, ti.size if ti.isreg() else 0, tf.offset, parts)
                 ex.apply(tf, ti)
+                if ref is not None:
+                    rec.register(parts, ref, ti.size)
             except BadTar:
                 raise
             except tarfile.ReadError as e:
@@ -890,12 +932,17 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
             log.warning("tar stream has no end-of-archive marker")
         hasher.drain()
         ex.finish_dirs()
+        hexdigest = hasher.hexdigest()
+        if rec is not None:
+            rec.finish(hasher.count, hexdigest)
     finally:
         ex.close()
         os.close(root_fd)
         hasher.close()
+        if rec is not None:
+            rec.close()
     peek.report()
-    return ExtractResult(ex.size, ex.files, "sha256:" + hasher.hexdigest())
+    return ExtractResult(ex.size, ex.files, "sha256:" + hexdigest)
 
 
 # --------------------------------------------------------------------------

@@ -114,15 +114,8 @@ class ImageStore:
                 atomic.unlink_quiet(path)
                 continue
             images[image_id] = img
-        # Parents must exist; drop orphans (cannot happen short of disk damage).
-        changed = True
-        while changed:
-            changed = False
-            for image_id, img in list(images.items()):
-                if img.parent and img.parent not in images:
-                    log.warning("image %s has a missing parent; dropping it", short(image_id))
-                    del images[image_id]
-                    changed = True
+        # A parent may be absent: an image loaded or pulled without the image it
+        # was committed on (its config names a parent only this host knew).
         try:
             refs = atomic.read_json(self.refs_path)
         except FileNotFoundError:
@@ -216,10 +209,10 @@ class ImageStore:
         """The image and its ancestors, child first."""
         out = []
         with self._lock:
-            while image_id:
-                img = self._images.get(image_id)
-                if img is None:
-                    raise errors.NotFound(f"No such image: {image_id}")
+            if image_id not in self._images:
+                raise errors.NotFound(f"No such image: {image_id}")
+            while image_id in self._images:     # ends at the root, or at a parent not here
+                img = self._images[image_id]
                 out.append(img)
                 image_id = img.parent
         return out
@@ -259,11 +252,12 @@ class ImageStore:
 
     # -- creating ----------------------------------------------------------
 
-    def create_with_layer(self, layer_dir, diff_id, size, make_config):
-        """Store a finished layer and the image that adds it, as one step that
-        collect() cannot come between. `make_config(diff_id)` gives the config."""
+    def create_with_layer(self, layer_dir, diff_id, size, make_config, split=None):
+        """Store a finished layer (with its tar split, a path, if any) and the
+        image that adds it, as one step that collect() cannot come between.
+        `make_config(diff_id)` gives the config."""
         with self._lock:
-            self.layers.add(layer_dir, diff_id, size)
+            self.layers.add(layer_dir, diff_id, size, split)
             return self.create(make_config(diff_id))
 
     def create(self, config):
@@ -273,7 +267,7 @@ class ImageStore:
     def create_raw(self, raw, new_layers=()):
         """Store a config exactly as its bytes came (a pull or a load: the
         image id is then the registry's config digest), after moving in the
-        finished `new_layers` [(dir, diff_id, size)], all under the store lock
+        finished `new_layers` [(dir, diff_id, size[, split path])], all under the store lock
         so that collect() cannot take a layer in between. Returns the Image."""
         try:
             config = json.loads(raw)
@@ -285,15 +279,15 @@ class ImageStore:
         except (ValueError, KeyError, TypeError) as e:
             raise errors.BadParameter(f"invalid image config: {e}") from e
         with self._lock:
-            for layer_dir, diff_id, size in new_layers:
-                self.layers.add(layer_dir, diff_id, size)
+            for layer in new_layers:
+                if len(layer) not in (3, 4):
+                    raise ValueError(f"new_layers: (dir, diff_id, size[, split]), not {layer!r}")
+                self.layers.add(*layer)
             return self._store(bytes(raw))
 
     def _store(self, raw):
         image_id = hashlib.sha256(raw).hexdigest()
         img = Image(image_id, json.loads(raw), raw)
-        if img.parent:
-            self.get(img.parent)
         for d in img.diff_ids:
             if not self.layers.exists(d):
                 raise errors.NotFound(f"No such layer: {d}")
@@ -378,7 +372,8 @@ class ImageStore:
                 parent = self._images[image_id].parent
                 self._remove(image_id)
                 out.append(("deleted", image_id, ""))
-                if not prune or not parent or self.tags_of(parent) or self.children(parent) or in_use(parent):
+                if not prune or parent not in self._images or self.tags_of(parent) or self.children(parent) \
+                        or in_use(parent):
                     break
                 image_id = parent
         self.collect()

@@ -5,12 +5,17 @@ On disk:
   layers/sha256/<hex>/        the layer, a directory in overlayfs format
                               (whiteouts are 0/0 char devices), used as it
                               is as an overlay lower dir
+  layers/sha256/<hex>.split   its tar split (fs/tarsplit.py): the tar's bytes
+                              other than file contents, so that write_tar
+                              gives back the tar exactly as it came; absent
+                              for layers stored before pyd kept splits
   layers/sha256/<hex>.json    its record: {"diff_id": "sha256:<hex>", "size": n}
 
-A layer is added in two steps: its finished directory is renamed in, then
-its record is written atomically. A directory without a record is debris
-from a crash and is removed at load. Layers have no owner here: the image
-store removes the ones no image refers to (ImageStore.collect).
+A layer is added in steps: its finished directory is renamed in, then its
+split, then its record is written atomically. A directory or a split
+without a record is debris from a crash and is removed at load. Layers have
+no owner here: the image store removes the ones no image refers to
+(ImageStore.collect).
 """
 
 import logging
@@ -19,6 +24,8 @@ import re
 import threading
 import uuid
 
+from .. import errors
+from ..fs import layerfs, tarsplit
 from ..fs.tarsafe import remove_tree
 from . import atomic
 
@@ -65,6 +72,9 @@ class LayerStore:
             if HEX_RE.match(name) and "sha256:" + name not in sizes:
                 log.info("removing unregistered layer %s", name[:20])
                 remove_tree(os.path.join(self.dir, name))
+            elif name.endswith(".split") and "sha256:" + name[:-6] not in sizes:
+                log.info("removing the tar split of unregistered layer %s", name[:20])
+                atomic.unlink_quiet(os.path.join(self.dir, name))
         with self._lock:
             self._size = sizes
 
@@ -83,15 +93,25 @@ class LayerStore:
         with self._lock:
             return set(self._size)
 
-    def add(self, src_dir, diff_id, size):
-        """Move the finished layer `src_dir` into the store; a layer with the same
-        diff id already stored wins and `src_dir` is removed."""
+    def add(self, src_dir, diff_id, size, split=None):
+        """Move the finished layer `src_dir` into the store, with `split`, the
+        path of its tar split (tarsafe.extract(split=...)), if any. A layer
+        with the same diff id already stored wins and `src_dir` is removed;
+        it takes `split` if it has none (the same tar gives the same files)."""
         dest = self.path(diff_id)
         with self._lock:
             if diff_id in self._size:
                 remove_tree(src_dir)
+                if split is not None:
+                    if os.path.exists(dest + ".split"):
+                        atomic.unlink_quiet(split)
+                    else:
+                        os.rename(split, dest + ".split")
+                        log.info("layer %s now has a tar split", diff_id[7:19])
                 return diff_id
             os.rename(src_dir, dest)
+            if split is not None:
+                os.rename(split, dest + ".split")
             atomic.write_json(dest + ".json", {"diff_id": diff_id, "size": size})
             self._size[diff_id] = size
         log.info("stored layer %s (%d bytes)", diff_id[7:19], size)
@@ -105,6 +125,7 @@ class LayerStore:
         with self._lock:
             self._size.pop(diff_id, None)
             atomic.unlink_quiet(path + ".json")
+            atomic.unlink_quiet(path + ".split")
         trash = os.path.join(self.tmp_dir, f"deleted-{hex_of(diff_id)[:16]}-{uuid.uuid4().hex[:8]}")
         try:
             os.rename(path, trash)
@@ -112,3 +133,26 @@ class LayerStore:
             trash = path
         log.info("removed layer %s", diff_id[7:19])
         return trash
+
+    def has_split(self, diff_id):
+        return os.path.exists(self.path(diff_id) + ".split")
+
+    def write_tar(self, diff_id, out):
+        """Write the layer's tar onto the binary file `out`: the bytes it came
+        as, from its split; for a layer stored without one, regenerated
+        (layerfs.layer_tar). Either way its sha256 is checked against the
+        diff id while writing, and a mismatch raises errors.PydError before
+        the last bytes go out. Returns the digest."""
+        if not self.exists(diff_id):
+            raise errors.NotFound(f"No such layer: {diff_id}")
+        path = self.path(diff_id)
+        if os.path.exists(path + ".split"):
+            return tarsplit.write(path + ".split", path, out, digest=diff_id)
+        checked = tarsplit.CheckedWriter(out)
+        layerfs.layer_tar(path, checked)
+        try:
+            return checked.finish(diff_id, f"layer {diff_id}")
+        except errors.PydError:
+            raise errors.PydError(
+                f"layer {diff_id} cannot be reproduced exactly (stored before pyd kept tar splits); "
+                "re-import or re-pull the image") from None

@@ -1192,7 +1192,7 @@ def _store_state(d):
     root = d.root
     rows = d.api.get("/images/json?all=1").json()
     entries = store_entries(root, "layers")
-    layers = [n for n in entries if not n.endswith(".json")]
+    layers = [n for n in entries if not n.endswith(".json") and not n.endswith(".split")]
     records = [n for n in entries if n.endswith(".json")]
     images = store_entries(root, "images")
     return rows, layers, records, images
