@@ -27,7 +27,6 @@ from typing import NamedTuple, Optional
 
 from .. import errors
 from ..fs import tarsafe
-from ..registry import client as reg
 from . import fsops
 
 log = logging.getLogger(__name__)
