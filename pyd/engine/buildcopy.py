@@ -15,12 +15,11 @@ import os
 import posixpath
 import stat
 import tarfile
-import threading
 import urllib.parse
 
 from .. import errors
 from ..fs import tarsafe
-from . import buildcontext
+from . import buildcontext, fsops
 
 _TAR_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
 
@@ -184,31 +183,11 @@ def _info(name, path, st, uid, gid):
 def write_into(extract, items, prefix, owner):
     """Stream the tar of `items` (below the missing directories `prefix`)
     into `extract(fileobj)` through a pipe: nothing is staged on disk."""
-    r, w = os.pipe()
-    failure = []
-
-    def writer():
+    def write(out):
         try:
-            with os.fdopen(w, "wb") as out:
-                tarsafe.write_tar(out, _entries(items, prefix, owner))
-        except Exception as e:  # the reader sees a truncated tar; report the cause
-            failure.append(e)
-
-    t = threading.Thread(target=writer, name="build-copy", daemon=True)
-    t.start()
-    try:
-        with os.fdopen(r, "rb") as src:
-            try:
-                extract(src)
-            except BaseException:
-                src.close()  # unblocks the writer (EPIPE)
-                raise
-    except errors.BadParameter:
-        t.join()
-        if failure:
-            raise errors.PydError(f"copying: {failure[0]}") from failure[0]
-        raise
-    finally:
-        t.join()
-    if failure:
-        raise errors.PydError(f"copying: {failure[0]}") from failure[0]
+            tarsafe.write_tar(out, _entries(items, prefix, owner))
+        except BrokenPipeError:
+            raise
+        except Exception as e:  # reading a source failed: say what the copy hit
+            raise errors.PydError(f"copying: {e}") from e
+    fsops.piped(write, extract, "build-copy")

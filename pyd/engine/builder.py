@@ -24,7 +24,6 @@ import os
 import posixpath
 import signal
 import stat
-import threading
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -375,16 +374,23 @@ class Build:
             return None
         return max(hits, key=lambda img: img.created)
 
+    def _reused(self, st, cc):
+        """A generator: on a cache hit, move the stage to the cached image,
+        say so, and return True."""
+        hit = self._cached(st, cc)
+        if hit is None:
+            return False
+        yield Text(" ---> Using cache\n")
+        yield self._use(st, hit)
+        return True
+
     def _use(self, st, img):
         st.image = img
         return Text(f" ---> {img.id[:12]}\n")
 
     def _commit_meta(self, st, comment):
         run, cc = self._configs(st, SHELL + ["#(nop) " + comment])
-        hit = self._cached(st, cc)
-        if hit is not None:
-            yield Text(" ---> Using cache\n")
-            yield self._use(st, hit)
+        if (yield from self._reused(st, cc)):
             return
         img = fsops.commit_config(self.engine.images, st.image, run, cc, st.author)
         yield self._use(st, img)
@@ -412,10 +418,7 @@ class Build:
         args = self._arg_env(st)
         key = ([f"|{len(args)}"] + args + argv) if args else argv
         run, cc = self._configs(st, key)
-        hit = self._cached(st, cc)
-        if hit is not None:
-            yield Text(" ---> Using cache\n")
-            yield self._use(st, hit)
+        if (yield from self._reused(st, cc)):
             return
         if st.image is None or not st.image.diff_ids:
             raise BuildError(f"The command '{' '.join(argv)}' cannot run: the image has no filesystem "
@@ -551,10 +554,7 @@ class Build:
                 raise BuildError(f"{instr.cmd} failed: {e}") from e
             comment = buildcopy.cache_text(instr.cmd, sources, chown, dest)
             run, cc = self._configs(st, SHELL + ["#(nop) " + comment])
-            hit = self._cached(st, cc)
-            if hit is not None:
-                yield Text(" ---> Using cache\n")
-                yield self._use(st, hit)
+            if (yield from self._reused(st, cc)):
                 return
             add = instr.cmd == "ADD"
             img = self._into_root(st, run, cc, dest, lambda is_dir: buildcopy.layout(
@@ -568,10 +568,7 @@ class Build:
         path = posixpath.normpath(posixpath.join("/", st.config.get("WorkingDir") or "/", path))
         st.config["WorkingDir"] = path
         run, cc = self._configs(st, SHELL + [f"#(nop) WORKDIR {path}"])
-        hit = self._cached(st, cc)
-        if hit is not None:
-            yield Text(" ---> Using cache\n")
-            yield self._use(st, hit)
+        if (yield from self._reused(st, cc)):
             return
         # The directory is made in the image, as dockerd 20.10 does, so that a
         # later COPY or RUN finds it (a layer only if it was missing).
@@ -651,25 +648,10 @@ def _lay(root, directory, items, owner):
 
 def _extract_producer(produce, into):
     """Run a docker cp producer (send(bytes) calls) into tarsafe.extract."""
-    r, w = os.pipe()
-    failure = []
-
-    def writer():
-        try:
-            with os.fdopen(w, "wb") as out:
-                produce(out.write)
-        except Exception as e:
-            failure.append(e)
-
-    t = threading.Thread(target=writer, name="build-from", daemon=True)
-    t.start()
     try:
-        with os.fdopen(r, "rb") as src:
-            tarsafe.extract(src, into, whiteouts=False, root_attrs=False)
-    except tarsafe.BadTar as e:
-        raise BuildError(f"copying from the image: {failure[0] if failure else e}") from e
-    finally:
-        t.join()
-    if failure:
-        raise BuildError(f"copying from the image: {failure[0]}")
-
+        fsops.piped(lambda out: produce(out.write),
+                    lambda src: tarsafe.extract(src, into, whiteouts=False, root_attrs=False), "build-from")
+    except BuildError:
+        raise
+    except (tarsafe.BadTar, errors.PydError, OSError) as e:
+        raise BuildError(f"copying from the image: {e}") from e

@@ -226,28 +226,41 @@ def copy_layer(upper, dest, split=None):
     by streaming it as a tar into the hostile-tar extractor (one code path for
     both). The result's digest is the new layer's diff id. `split`: a path to
     write the layer's tar split to (for LayerStore.add), or None."""
+    def extract(src):
+        if split is None:
+            return tarsafe.extract(src, dest)
+        with open(split, "wb") as split_file:
+            return tarsafe.extract(src, dest, split=split_file)
+    return piped(lambda out: layerfs.layer_tar(upper, out), extract, "commit-tar")
+
+
+def piped(write, read, name):
+    """`write(out)` on a thread into a pipe that `read(src)` reads here;
+    returns what read returns. A writer's failure is the cause when the
+    reader failed too (it only saw the stream cut short), unless the writer
+    broke on the pipe the reader had closed."""
     r, w = os.pipe()
     failure = []
 
     def writer():
         try:
             with os.fdopen(w, "wb") as out:
-                layerfs.layer_tar(upper, out)
-        except Exception as e:  # surfaces as a truncated tar on the reading side
+                write(out)
+        except Exception as e:
             failure.append(e)
 
-    t = threading.Thread(target=writer, name="commit-tar", daemon=True)
+    t = threading.Thread(target=writer, name=name, daemon=True)
     t.start()
     try:
         with os.fdopen(r, "rb") as src:
-            if split is None:
-                result = tarsafe.extract(src, dest)
-            else:
-                with open(split, "wb") as split_file:
-                    result = tarsafe.extract(src, dest, split=split_file)
-    except tarsafe.BadTar as e:
+            try:
+                result = read(src)
+            except BaseException:
+                src.close()  # unblocks a writer still writing (EPIPE)
+                raise
+    except Exception as e:
         t.join()
-        if failure:  # the reader only saw the writer's failure: report its cause
+        if failure and not isinstance(failure[0], BrokenPipeError):
             raise failure[0] from e
         raise
     finally:
