@@ -139,8 +139,8 @@ def attach(req):
     cid = req.engine.container_get(req.params["id"])
     req.arg("detachKeys")  # the default (Ctrl-P Ctrl-Q) is the only one pyd knows
     opts = {k: req.arg_bool(k) for k in ("logs", "stream", "stdin", "stdout", "stderr")}
-    conn = req.hijack()  # nothing can be refused after this line
-    req.engine.container_attach(cid, conn, framed=req.surface.framed_output,
+    # The engine hijacks (after which nothing can be refused) once it listens.
+    req.engine.container_attach(cid, req.hijack, framed=req.surface.framed_output,
                                 error_format=req.surface.text_stream_error, **opts)
 
 

@@ -535,8 +535,11 @@ class Engine:
             proc = self.runtime.start(plan, output)
         except BaseException as e:
             self.net.release(c.id)
-            output.end()  # clients attached before this start see their stream end (once, here)
             self.lifecycle.start_failed(c, back_to, (e.strerror or str(e)) if isinstance(e, OSError) else str(e))
+            # Clients attached before this start see their stream end (once, here). After
+            # start_failed: an attach that came while the state still said "starting"
+            # is ended too; one that comes later waits for the next start, as in dockerd.
+            output.end()
             if c.host.get("AutoRemove") and not by_policy:
                 # As dockerd: an AutoRemove container that cannot start goes, and
                 # `docker run --rm`, waiting for condition=removed, returns.
@@ -738,21 +741,28 @@ class Engine:
         """Check that the container exists (before a hijack); returns its id."""
         return self.containers.get(ref).id
 
-    def container_attach(self, ref, conn, logs, stream, stdin, stdout, stderr, framed, error_format):
-        """Serve an attach session on `conn` (a duplex Conn) until it ends."""
+    def container_attach(self, ref, hijack, logs, stream, stdin, stdout, stderr, framed, error_format):
+        """Serve an attach session until it ends. `hijack()` takes the connection
+        over and returns its duplex Conn: it is called only once the subscription
+        is in place, so a client that starts the container as soon as it has the
+        head (docker run does) cannot start it, or fail to, before we listen."""
         c = self.containers.get(ref)
         streams = [s for s, on in ((STDOUT, stdout), (STDERR, stderr)) if on]
         output = self.runtime.output(c.id, c.path)
+        held = []  # the Conn, once there is one: a subscriber cut off before that has nothing to abort
         with c.lock:
             waiting = c.status in (lc.CREATED, lc.STARTING)
             live = stream and (c.running or waiting)
-            replay, sub = output.subscribe(streams, logs, live, wait_for_start=waiting, on_drop=conn.abort)
+            replay, sub = output.subscribe(streams, logs, live, wait_for_start=waiting,
+                                           on_drop=lambda: held and held[0].abort())
             target = None
             if stdin and stream and c.config.get("OpenStdin") and (c.running or waiting):
                 min_run = self.runtime.runs(c.id) + (1 if waiting else 0)
                 target = attaching.StdinTarget(self.runtime, c.id, min_run, bool(c.config.get("StdinOnce")))
-        self._event(c, "attach")
         try:
+            conn = hijack()
+            held.append(conn)
+            self._event(c, "attach")
             if attaching.run(conn, c.short_id, replay, sub, target, bool(c.config.get("Tty")), framed,
                              error_format):
                 self._event(c, "detach")
