@@ -46,6 +46,11 @@ def build_parser():
     p.add_argument("--dns-upstream", action="append", type=_upstream, metavar="IP[:PORT]",
                    help="where the DNS server of user networks forwards names it does not know "
                         "(repeatable; default: the host's resolv.conf nameservers; 'none': nowhere)")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]|CIDR",
+                   help="a registry that may be spoken to over plain HTTP or unverified HTTPS (repeatable; "
+                        "localhost and 127.0.0.0/8 always may)")
+    p.add_argument("--registry-mirror", action="append", default=[], type=_mirror, metavar="URL",
+                   help="a Docker Hub mirror (scheme://host[:port]) tried before the Hub (repeatable)")
     p.add_argument("-D", "--debug", action="store_true", help="log every request and debug details")
     p.add_argument("-d", "--daemon", action="store_true", help=argparse.SUPPRESS)  # docker -d habit
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -89,6 +94,15 @@ def _upstream(text):
         raise argparse.ArgumentTypeError(f"invalid DNS upstream {text!r}") from None
 
 
+def _mirror(text):
+    from .engine.registries import mirror_endpoint
+    try:
+        mirror_endpoint(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 class AlreadyRunning(Exception):
     pass
 
@@ -129,7 +143,9 @@ def main(argv=None):
                     allow_privileged=args.allow_privileged,
                     storage_driver=args.storage_driver, bridge=args.bridge, bip=args.bip, default_ip=args.ip,
                     iptables=args.iptables, ip_forward=args.ip_forward, ip_masq=args.ip_masq,
-                    dns_upstream=None if args.dns_upstream is None else [u for u in args.dns_upstream if u])
+                    dns_upstream=None if args.dns_upstream is None else [u for u in args.dns_upstream if u],
+                    insecure_registries=tuple(args.insecure_registry),
+                    registry_mirrors=tuple(args.registry_mirror))
     try:
         return run(config, listeners)
     except AlreadyRunning as e:

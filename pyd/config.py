@@ -45,6 +45,11 @@ class Config:
     # Where the DNS server of user networks forwards names it does not know:
     # None = the host's resolv.conf nameservers; else [(ip, port)] ([] = nowhere).
     dns_upstream: object = None
+    # Registries (engine.registries): hosts (host[:port] or CIDR) that may speak
+    # plain HTTP besides localhost and 127.0.0.0/8, and Docker Hub mirrors
+    # (scheme://host[:port]) tried before the Hub.
+    insecure_registries: tuple = ()
+    registry_mirrors: tuple = ()
     extra: dict = field(default_factory=dict)
 
     # The data root's layout (docs/storage.md). Paths of the 0.1.0 layout

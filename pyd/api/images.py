@@ -4,6 +4,7 @@ from .. import errors
 from ..engine import filters as flt
 from ..engine.fetch import check_url
 from ..http.messages import Reply, Stream
+from . import registry
 
 
 def _progress_stream(req, work):
@@ -42,11 +43,7 @@ def create(req):
             yield s.imported_msg(image_id)
         return _progress_stream(req, work)
     if image:
-        def work(progress, send):
-            raise errors.PydError(
-                f"cannot pull {image}: registry pull is not implemented in this version of pyd yet")
-            yield  # pragma: no cover
-        return _progress_stream(req, work)
+        return registry.pull(req, image)
     raise errors.BadParameter("missing parameter: fromSrc or fromImage")
 
 
@@ -75,7 +72,7 @@ def insert(req):
 def list_json(req):
     rows = req.engine.image_list(req.arg_bool("all"), req.arg("filter") or None,
                                  flt.parse(req.arg("filters"), flt.IMAGE))
-    req.arg_bool("digests")  # pyd keeps no digests yet (registry: issue 13); the field is empty
+    req.arg_bool("digests")  # RepoDigests are always in the rows
     return Reply.json(req.surface.image_rows(rows))
 
 

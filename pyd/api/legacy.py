@@ -299,9 +299,19 @@ def event(ev):
     return {"status": ev.action, "id": ev.id[:12], "time": int(ev.time)}
 
 
+def search_results(hits):
+    """v1.3's search answer: Name and Description only."""
+    return [{"Name": h.name, "Description": h.description} for h in hits]
+
+
+def pushed_msg(tag, digest, size):
+    """Docker 0.6 said nothing more once a push was done: the status line before was all."""
+    return b""
+
+
 # A request's surface answers for its version: handlers call
 # req.surface.container_inspect(view) and never name a version.
 for _projection in (create_config, container_inspect, container_rows, changes, image_inspect, image_rows,
-                    image_history, image_viz, image_deleted, daemon_info, event):
+                    image_history, image_viz, image_deleted, daemon_info, event, search_results, pushed_msg):
     setattr(Legacy, _projection.__name__, staticmethod(_projection))
 del _projection

@@ -471,7 +471,7 @@ def image_inspect(img):
     c = img.config
     cfg = c.get("config") or {}
     return {
-        "Id": _sha(img.id), "RepoTags": _repo_tags(img), "RepoDigests": [],
+        "Id": _sha(img.id), "RepoTags": _repo_tags(img), "RepoDigests": list(img.digests),
         "Parent": _sha(img.parent), "Comment": c.get("comment") or "", "Created": c.get("created") or "",
         "Container": c.get("container") or "",
         "ContainerConfig": container_config(c.get("container_config") or {}, (c.get("container_config") or {}).get("Image") or ""),
@@ -482,7 +482,7 @@ def image_inspect(img):
         "GraphDriver": {"Data": {"UpperDir": img.layer_dirs[0] if img.layer_dirs else "",
                                  "LowerDir": ":".join(img.layer_dirs[1:])} if img.layer_dirs else None,
                         "Name": "overlay2"},
-        "RootFS": {"Type": "layers", "Layers": ["sha256:" + d for d in img.image.diff_ids]},
+        "RootFS": {"Type": "layers", "Layers": list(img.image.diff_ids)},
         "Metadata": {"LastTagTime": timefmt.ZERO_TIME},
     }
 
@@ -497,7 +497,7 @@ def image_rows(rows):
         tags = _repo_tags(img)
         labels = (img.config.get("config") or {}).get("Labels")
         out.append({"Containers": -1, "Created": _unix(img.created), "Id": _sha(img.id), "Labels": labels or None,
-                    "ParentId": _sha(img.parent), "RepoDigests": None if tags else ["<none>@<none>"],
+                    "ParentId": _sha(img.parent), "RepoDigests": list(img.digests) or (None if tags else ["<none>@<none>"]),
                     "RepoTags": tags or ["<none>:<none>"], "SharedSize": -1, "Size": img.virtual_size,
                     "VirtualSize": img.virtual_size})
     out.sort(key=lambda r: -r["Created"])
@@ -629,8 +629,19 @@ def disk_usage(facts):
             "Volumes": [volume(v) for v in facts["volumes"]], "BuildCache": None}
 
 
+def search_results(hits):
+    return [{"name": h.name, "description": h.description, "star_count": h.stars,
+             "is_official": h.official, "is_automated": h.automated} for h in hits]
+
+
+def pushed_msg(tag, digest, size):
+    """What the CLI reads the pushed digest from (dockerd's aux PushResult)."""
+    return _line({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": size}})
+
+
 for _projection in (create_config, container_inspect, container_rows, changes, image_inspect, image_rows,
                     image_history, image_deleted, images_pruned, daemon_version, daemon_info, event, volume,
+                    search_results, pushed_msg,
                     exec_inspect,
                     volumes, volumes_pruned, containers_pruned, disk_usage, network):
     setattr(Modern, _projection.__name__, staticmethod(_projection))

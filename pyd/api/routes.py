@@ -9,7 +9,7 @@ surface, and match its route.
 import re
 
 from .. import errors
-from . import imagearchive
+from . import imagearchive, registry
 from . import archive, build, cgroupops, containers, execs, images, legacy, misc, modern, networks, versions, volumes
 from .memo import Memo
 
@@ -65,6 +65,9 @@ ROUTES = [
     ("POST",   "/images/create",                images.create),
     ("POST",   "/images/prune",                 images.prune,               MODERN),
     ("POST",   "/images/{name:.+}/insert",      images.insert),
+    ("GET",    "/images/search",                registry.search),
+    ("POST",   "/images/{name:.+}/push",        registry.push),
+    ("POST",   "/auth",                         registry.auth),
     ("GET",    "/images/get",                   imagearchive.save_many,     MODERN),
     ("GET",    "/images/{name:.+}/get",         imagearchive.save_one,      MODERN),
     ("POST",   "/images/load",                  imagearchive.load,          MODERN),

@@ -25,11 +25,14 @@ from ..runtime.process import Runtime
 from ..runtime.stdio import STDERR, STDOUT
 from ..store import format as data_format
 from ..store.containers import Container, ContainerStore, check_name, new_id
+from ..store.distribution import DistributionStore
 from ..store.images import ImageStore, short
 from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
 from ..refs import parse_repo_tag, split_name
-from . import imagearchive
+from ..registry import reference
+from . import imagearchive, pull as pulling, push as pushing
+from .registries import Registries
 from . import archive, buildcontext, buildcopy, builder, createconfig, etcfiles, execs, filters as flt, fsops
 from . import lifecycle as lc, mounts
 from . import dockerfile_changes, health, logs, plan as plans, ports, resources
@@ -49,6 +52,8 @@ class Engine:
         self.events = Bus()
         self.layers = LayerStore(config)
         self.images = ImageStore(config, self.layers)
+        self.distribution = DistributionStore(config)
+        self.registries = Registries(config)
         self.containers = ContainerStore(config)
         self.volumes = VolumeStore(config)
         self.net = Networking(config, self.containers, self.events)
@@ -77,6 +82,7 @@ class Engine:
         log.info("storage driver: %s", self.driver.name)
         self.layers.load()
         self.images.load()
+        self.distribution.load()
         for c in self.containers.load():
             self._recover(c)
         self.net.start()
@@ -181,7 +187,7 @@ class Engine:
 
     def _image_view(self, img):
         return ImageView(img, self.images.own_size(img), self.images.virtual_size(img),
-                         self.images.tags_of(img.id), self.images.layer_dirs(img))
+                         self.images.tags_of(img.id), self.images.layer_dirs(img), self.images.digests_of(img.id))
 
     def check_repo_tag(self, repo, tag):
         return parse_repo_tag(repo, tag)
@@ -207,6 +213,49 @@ class Engine:
         img = fsops.insert_url(self.images, self.config.tmp_dir, self.images.resolve(name), path, url, progress)
         self.events.publish("image", "insert", img.id)
         return img.id
+
+    # -- images: registries ------------------------------------------------
+
+    def image_pull(self, name, tag=None, registry=None, platform=None, auth=None):
+        """A generator of pull messages (pull.Status, pull.Progress, None
+        ticks) for one tag or digest, or for every tag of the repository
+        when neither is given (as Docker). `auth`: the request's credentials
+        ({} for none)."""
+        all_tags = not tag and "@" not in name and ":" not in name.rsplit("/", 1)[-1]
+        ref = reference.parse(name, tag or None, registry)
+        candidates = self.registries.for_pull(ref, auth)
+        if not all_tags:
+            return pulling.Pull(self, candidates, ref, platform).run()
+        return self._pull_all(ref, candidates, platform)
+
+    def _pull_all(self, ref, candidates, platform):
+        tags = sorted(candidates[-1].tags(ref.path))
+        if not tags:
+            raise errors.NotFound(f"{ref.repo}: the registry lists no tags")
+        for t in tags:
+            yield from pulling.Pull(self, candidates, ref._replace(tag=t), platform).run()
+
+    def image_push(self, name, tag=None, registry=None, auth=None):
+        """A generator of push messages (pull.Status, pull.Progress,
+        push.Pushed, None ticks) for `name`'s one tag, or all its tags."""
+        ref = reference.parse(name, None, registry)
+        if ref.digest:
+            raise errors.BadParameter("cannot push a digest reference")
+        local = ref.repo
+        if tag:
+            targets = [(tag, self.images.resolve(f"{local}:{tag}"))]
+        else:
+            targets = sorted((t, self.images.get(i)) for repo, t, i in self.images.refs() if repo == local)
+        if not targets:
+            raise errors.NotFound(f"An image does not exist locally with the tag: {local}")
+        return pushing.Push(self, self.registries.client(ref.registry, auth), ref, targets).run()
+
+    def registry_login(self, auth):
+        """POST /auth: check and keep the credentials; returns the status text."""
+        return self.registries.login(auth)
+
+    def image_search(self, term, limit=None, auth=None):
+        return self.registries.search(term, limit, auth)
 
     def image_resolve(self, name):
         return self.images.resolve(name).id
@@ -271,6 +320,8 @@ class Engine:
         for what, image_id, ref in out:
             self.events.publish("image", "untag" if what == "untagged" else "delete", "sha256:" + image_id,
                                 name=ref or "sha256:" + image_id)
+        if any(what == "deleted" for what, _, _ in out):
+            self.distribution.forget(self.layers.ids())
         return out
 
     def images_prune(self, filters=None):

@@ -27,6 +27,7 @@ from typing import NamedTuple, Optional
 
 from .. import errors
 from ..fs import tarsafe
+from ..registry import client as reg
 from . import fsops
 
 log = logging.getLogger(__name__)
@@ -122,9 +123,12 @@ class _Verified:
 
 
 class Pull:
-    def __init__(self, engine, registry, ref, platform=None):
+    def __init__(self, engine, registries, ref, platform=None):
+        """`registries`: the client.Registry endpoints to try in order (mirrors
+        first); the first that has the manifest serves the whole pull."""
         self.engine = engine
-        self.registry = registry
+        self.candidates = list(registries)
+        self.registry = self.candidates[-1]
         self.ref = ref
         self.platform = platform_of(platform)
         self.cancel = threading.Event()
@@ -132,9 +136,26 @@ class Pull:
 
     # -- manifest and config ---------------------------------------------------------
 
+    def _first_manifest(self):
+        """The manifest from the first endpoint that has it; a mirror that fails
+        or lacks it is passed over, as dockerd does."""
+        for registry in self.candidates[:-1]:
+            try:
+                got = registry.manifest(self.ref.path, self.ref.ref)
+            except reg.RegistryError as e:
+                log.info("mirror %s: %s; trying the next endpoint", registry.host, e)
+                continue
+            self.registry = registry
+            return got
+        self.registry = self.candidates[-1]
+        try:
+            return self.registry.manifest(self.ref.path, self.ref.ref)
+        except reg.NotFoundError as e:
+            raise reg.NotFoundError(f"manifest for {self.ref} not found: {_why(e)}", 404) from None
+
     def _manifest(self):
         path = self.ref.path
-        media, raw, header = self.registry.manifest(path, self.ref.ref)
+        media, raw, header = self._first_manifest()
         if self.ref.digest:
             check_digest(raw, self.ref.digest, f"{self.ref}: the manifest")
         try:
@@ -183,11 +204,13 @@ class Pull:
                 last[0] = n
                 self.events.put(Progress("Downloading", n, total, short))
 
+        split = dest + ".split"
         with self.registry.blob(self.ref.path, desc["digest"]) as resp:
             src = _Verified(resp, desc["digest"], total, on_bytes)
             stream = _decompressor(desc.get("mediaType") or "", src)
             try:
-                result = tarsafe.extract(stream, dest)
+                with open(split, "wb") as split_file:
+                    result = tarsafe.extract(stream, dest, split=split_file)
             except tarsafe.BadTar as e:
                 raise errors.PydError(f"layer {short}: {e}") from e
             src.finish()
@@ -197,7 +220,7 @@ class Pull:
             raise errors.PydError(f"layer {short}: its content is {result.digest}, the image config says "
                                   f"{diff_id}")
         self.events.put(Status("Pull complete", short))
-        return dest, diff_id, result.size
+        return dest, diff_id, result.size, split
 
     def _layers(self, work, doc, diff_ids):
         """A generator: runs the downloads on WORKERS threads, yields their
@@ -274,6 +297,9 @@ class Pull:
         else:
             for desc in layers:
                 yield Status("Already exists", desc["digest"].partition(":")[2][:12])
+        for desc, diff_id in zip(layers, diff_ids):
+            self.engine.distribution.record(diff_id, desc["digest"], int(desc.get("size") or 0),
+                                            desc.get("mediaType") or "", ref.registry, ref.path)
         name = ref.repo
         self.engine.images.set_digest(image_id, name, manifest_digest)
         if ref.tag:
@@ -284,6 +310,12 @@ class Pull:
         self.engine.events.publish("image", "pull", shown)
         log.info("pulled %s as %s", shown, image_id[:12])
         return image_id
+
+
+def _why(error):
+    """The registry's reason, without the URL the client put before it."""
+    text = str(error)
+    return text.split(": ", 1)[1] if ": " in text else text
 
 
 def _decompressor(media, src):

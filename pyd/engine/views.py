@@ -44,6 +44,7 @@ class ImageView:
     virtual_size: int           # bytes of all its layers
     tags: List[Tuple[str, str]] = field(default_factory=list)
     layer_dirs: List[str] = field(default_factory=list)  # top first
+    digests: List[str] = field(default_factory=list)     # "repo@sha256:..." (RepoDigests)
 
     @property
     def id(self):

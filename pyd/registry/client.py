@@ -35,6 +35,7 @@ TIMEOUT = 60
 RETRIES = 3
 MAX_REDIRECTS = 5
 MAX_JSON = 8 << 20          # a manifest, an index, a token, a catalog page
+CATALOG_PAGE = 1000
 
 MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -117,12 +118,13 @@ class Registry:
     """A registry host, with the credentials to use there: (username,
     password), or an identity token, or None (anonymous)."""
 
-    def __init__(self, host, insecure=(), credentials=None, timeout=TIMEOUT):
+    def __init__(self, host, insecure=(), credentials=None, timeout=TIMEOUT, scheme=None):
+        """`scheme`: "http" or "https" when the operator named it (a mirror's URL)."""
         self.host = host
         self.insecure = is_insecure(host, insecure)
         self.credentials = credentials
         self.timeout = timeout
-        self._scheme = None
+        self._scheme = scheme
         self._lock = threading.Lock()
         self._tokens = {}       # scope -> bearer token
         self._basic = False     # the registry asked for Basic auth
@@ -326,9 +328,25 @@ class Registry:
         except NotFoundError:
             return False
 
-    def catalog(self, limit=1000):
-        with self.request("GET", f"/v2/_catalog?n={int(limit)}", scope="registry:catalog:*") as resp:
-            return list(resp.json().get("repositories") or [])
+    def tags(self, path):
+        """The repository's tags (GET /v2/<path>/tags/list)."""
+        with self.request("GET", f"/v2/{path}/tags/list", scope=f"repository:{path}:pull") as resp:
+            return [t for t in (resp.json().get("tags") or []) if isinstance(t, str)]
+
+    def catalog(self, limit=10000, page=CATALOG_PAGE):
+        """Up to `limit` repository names, a page at a time (distribution
+        refuses pages of more than 1000), following the `Link: <...>; rel="next"`."""
+        names, path = [], f"/v2/_catalog?n={page}"
+        while path and len(names) < limit:
+            with self.request("GET", path, scope="registry:catalog:*") as resp:
+                got = [n for n in (resp.json().get("repositories") or []) if isinstance(n, str)]
+                link = resp.headers.get("Link") or ""
+            names += got
+            m = re.match(r'\s*<([^>]+)>\s*;\s*rel="?next"?', link)
+            path = self.absolute(m.group(1)) if m and got else None
+            if path and not path.startswith("/"):
+                break   # a next page on another host: not followed
+        return names[:limit]
 
 
 def _agent():
