@@ -19,9 +19,10 @@ def decode_header(value):
     """X-Registry-Auth -> a dict ({} when absent or empty, as clients send "e30=" for {})."""
     if not value:
         return {}
-    pad = "=" * (-len(value) % 4)
+    pad = "=" * (-len(value.rstrip("=")) % 4)
     try:
-        data = base64.urlsafe_b64decode(value + pad)
+        # URL-safe, as the docker CLI and docker-py send it; the standard alphabet is taken too.
+        data = base64.b64decode(value.rstrip("=").replace("-", "+").replace("_", "/") + pad, validate=True)
         out = json.loads(data) if data.strip() else {}
     except (binascii.Error, ValueError) as e:
         raise errors.BadParameter(f"invalid X-Registry-Auth header: {e}") from None

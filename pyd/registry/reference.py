@@ -29,7 +29,7 @@ class Reference(NamedTuple):
     @property
     def repo(self):
         """The local repository name (familiar)."""
-        return familiar(self.path if self.registry == HUB else f"{self.registry}/{self.path}")
+        return familiar(f"{HUB}/{self.path}" if self.registry == HUB else f"{self.registry}/{self.path}")
 
     @property
     def ref(self):

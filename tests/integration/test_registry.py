@@ -589,3 +589,74 @@ def test_cli_pull_shows_per_layer_progress(daemon, api, busybox_tar, registry, t
     assert lines[-1] == ref, p.stdout
     assert inspect_image(api, ref)["Id"] == info["config"]
     rmi(api, ref)
+
+
+# -- the v1.3 paths of /auth and search; bad input ------------------------------------
+
+def test_legacy_auth_and_search_shapes(api, auth_registry):
+    good = api.post("/v1.3/auth", {"username": USER, "password": PASSWORD, "email": "a@b.c",
+                                   "serveraddress": auth_registry.addr})
+    assert good.status == 200, good
+    assert good.json()["Status"] == "Login Succeeded"
+    bad = api.post("/auth", {"username": USER, "password": "nope", "serveraddress": auth_registry.addr})
+    assert bad.status == 401, bad
+    assert "nope" not in bad.text and bad.text.strip(), bad
+    # The login is kept in memory: search and push need no credentials of their own now.
+    auth_registry.put_image("legacyfind/one", "v1", [small_tar({"f": b"1"})])
+    r = api.get(f"/v1.3/images/search?term={auth_registry.addr}/legacyfind")
+    assert r.status == 200, r
+    assert r.json() == [{"Name": f"{auth_registry.addr}/legacyfind/one", "Description": ""}]
+    r = api.get(f"/images/search?term={auth_registry.addr}/absent-name")
+    assert (r.status, r.json()) == (200, [])
+
+
+def test_credentials_are_kept_from_auth_for_pull_and_push(api, busybox, auth_registry, fresh):
+    ref = f"{auth_registry.addr}/kept/bb:v1"
+    tag(api, "busybox", ref)
+    assert api.post(f"{V}/auth", {"username": USER, "password": PASSWORD,
+                                  "serveraddress": auth_registry.addr}).status == 200
+    ok_stream(push(api, ref))                     # no X-Registry-Auth: the login from /auth
+    assert auth_registry.tags("kept/bb") == ["v1"]
+    fa = fresh.api                                # another daemon knows nothing of it
+    assert auth_error(stream_error(pull(fa, ref)))
+    assert fa.post(f"{V}/auth", {"username": USER, "password": PASSWORD,
+                                 "serveraddress": f"http://{auth_registry.addr}/v2/"}).status == 200
+    ok_stream(pull(fa, ref))
+    assert inspect_image(fa, ref)["Id"] == "sha256:" + busybox
+    rmi(api, ref)
+
+
+def test_pull_without_a_tag_takes_every_tag(api, busybox, registry, fresh):
+    one = registry.put_image("every/tag", "a", [small_tar({"a": b"a\n"})])
+    two = registry.put_image("every/tag", "b", [small_tar({"b": b"b\n"})])
+    fa = fresh.api
+    msgs = legacy_messages(fa.post(f"/v1.3/images/create?fromImage={registry.addr}/every/tag", timeout=300))
+    assert inspect_image(fa, f"{registry.addr}/every/tag:a")["Id"] == one["config"]
+    assert inspect_image(fa, f"{registry.addr}/every/tag:b")["Id"] == two["config"]
+    assert image_missing(fa, f"{registry.addr}/every/tag:latest")
+    assert any(m.get("status", "").startswith("Status: Downloaded newer image") for m in msgs), msgs
+
+
+@pytest.mark.parametrize("prefix", ["", "/v1.3", V])
+def test_bad_registry_input_is_refused_before_the_stream(api, busybox, registry, prefix):
+    r = api.post(f"{prefix}/images/create?fromImage={registry.addr}/UPPER/case&tag=v1")
+    assert r.status == 400, r
+    r = api.post(f"{prefix}/images/create?fromImage={registry.addr}/x/y&tag=v1",
+                 headers={"X-Registry-Auth": "%%%not-base64"})
+    assert r.status == 400, r
+    r = api.post(f"{prefix}/images/{registry.addr}/never/here/push?tag=v1")
+    assert r.status == 404, r
+    r = api.post(f"{prefix}/auth", b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status == 400, r
+    r = api.post(f"{prefix}/auth", {"username": "", "password": "", "serveraddress": registry.addr})
+    assert r.status == 400, r
+    r = api.get(f"{prefix}/images/search")
+    assert r.status == 400, r
+    r = api.get(f"{prefix}/images/search?term={registry.addr}/x&limit=1000")
+    assert r.status == 400, r
+    tag(api, "busybox", f"{registry.addr}/legacy/body:t")
+    r = api.post(f"{prefix}/images/{registry.addr}/legacy/body/push", b"[1, 2]",
+                 headers={"Content-Type": "application/json"})
+    assert r.status == 400, r
+    rmi(api, f"{registry.addr}/legacy/body:t")
+    assert registry.tags("legacy/body") == []
