@@ -14,6 +14,7 @@ from .. import errors
 from ..engine.builder import BuildError, Built, Options, Step, Tagged, Text
 from ..engine.fetch import check_url
 from ..http.messages import Stream
+from ..registry import credentials
 
 
 def _json_object(req, name):
@@ -59,7 +60,14 @@ def options(req):
         network_mode=req.arg("networkmode") or "",
         dockerfile=req.arg("dockerfile") or "Dockerfile",
         legacy=s.name == "legacy",
+        registry_auth=_registry_config(req),
     )
+
+
+def _registry_config(req):
+    """X-Registry-Config: {server address: authConfig}, for pulling base images."""
+    given = credentials.decode_header(req.headers.get("X-Registry-Config"))
+    return {credentials.server_host(k): v for k, v in given.items() if isinstance(v, dict)}
 
 
 def _remote(req):

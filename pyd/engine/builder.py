@@ -30,6 +30,8 @@ from typing import NamedTuple
 from .. import errors
 from ..fs import inroot, tarsafe
 from ..runtime import users
+from ..registry import reference
+from . import pull as pulling
 from . import buildcontext, buildcopy, createconfig, dockerfile, fsops
 from .fetch import open_url
 
@@ -81,6 +83,7 @@ class Options:
     network_mode: str = ""
     dockerfile: str = "Dockerfile"
     legacy: bool = False    # v1.3: unknown instructions are skipped, not refused
+    registry_auth: dict = field(default_factory=dict)   # registry host -> authConfig (X-Registry-Config)
 
 
 @dataclass
@@ -235,9 +238,10 @@ class Build:
             if prior is not None:
                 image = self.results[prior.index]
             else:
-                if self.opts.pull:
-                    raise BuildError(f"cannot pull {base}: registry pull is not implemented in this "
-                                     "version of pyd yet (build without pull=1 to use the local image)")
+                # As dockerd's classic builder: pull=1 always asks the registry,
+                # and a base image that is not here is pulled.
+                if self.opts.pull or not self._have(base):
+                    yield from self._pull(base)
                 try:
                     image = self.engine.images.resolve(base)
                 except errors.NotFound as e:
@@ -256,6 +260,27 @@ class Build:
                     raise BuildError(f"{instr.cmd} isn't allowed as an ONBUILD trigger")
                 yield from self._dispatch(st, instr)
         return st
+
+    def _have(self, base):
+        try:
+            self.engine.images.resolve(base)
+            return True
+        except errors.NotFound:
+            return False
+
+    def _pull(self, base):
+        """The base image from its registry, its statuses as text lines."""
+        bare = "@" not in base and ":" not in base.rsplit("/", 1)[-1]
+        try:
+            host = reference.parse(base).registry
+            for msg in self.engine.image_pull(base, "latest" if bare else None, None, None,
+                                              self.opts.registry_auth.get(host) or {}):
+                if isinstance(msg, pulling.Status):
+                    yield Text(f"{msg.id + ': ' if msg.id else ''}{msg.text}\n")
+                elif msg is None:
+                    yield None
+        except errors.PydError as e:
+            raise BuildError(f"pull access to {base} failed: {e}") from e
 
     # -- one instruction --------------------------------------------------------
 

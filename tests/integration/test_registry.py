@@ -660,3 +660,28 @@ def test_bad_registry_input_is_refused_before_the_stream(api, busybox, registry,
     assert r.status == 400, r
     rmi(api, f"{registry.addr}/legacy/body:t")
     assert registry.tags("legacy/body") == []
+
+
+# -- build pulls its base image -------------------------------------------------------
+
+def test_build_pulls_a_missing_base_and_pull_1_asks_again(registry, fresh, busybox_tar):
+    info = registry.put_image("base/bb", "v1", [busybox_tar])
+    base = f"{registry.addr}/base/bb:v1"
+    fa = fresh.api
+    ctx = small_tar({"Dockerfile": f"FROM {base}\nRUN echo built > /built\n".encode()})
+    r = fa.post(f"{V}/build?t=built:1", ctx, headers={"Content-Type": "application/x-tar"}, timeout=300)
+    text = "".join(m.get("stream", "") for m in ok_stream(r))
+    assert f"Status: Downloaded newer image for {base}" in text, text
+    assert inspect_image(fa, base)["Id"] == info["config"]
+    code, out, _ = fa.run(["cat", "/built"], image="built:1")
+    assert (code, out) == (0, "built\n")
+    # pull=1: the registry is asked again even though the base is here.
+    r = fa.post(f"{V}/build?t=built:2&pull=1", ctx, headers={"Content-Type": "application/x-tar"}, timeout=300)
+    text = "".join(m.get("stream", "") for m in ok_stream(r))
+    assert f"Status: Image is up to date for {base}" in text, text
+    # A base that no registry has: a clear error, nothing built.
+    bad = small_tar({"Dockerfile": f"FROM {registry.addr}/base/absent:v1\n".encode()})
+    r = fa.post(f"{V}/build?t=built:3", bad, headers={"Content-Type": "application/x-tar"}, timeout=300)
+    err = stream_error(r)
+    assert err and "not found" in err and "base/absent" in err, err
+    assert image_missing(fa, "built:3")

@@ -142,3 +142,19 @@ def test_search_filters_the_catalog():
     assert r._catalog_search(Catalog(), "h:1", "team", 1)[0].name == "h:1/team/alpha"
     with pytest.raises(errors.BadParameter):
         r.search("h:1/x", limit=0)
+
+
+def test_only_insecure_registries_may_fall_back_to_http():
+    assert reg.Registry("10.0.0.1:5000").scheme() == "https"      # decided without asking anyone
+    assert reg.Registry("10.0.0.1:5000", insecure=("10.0.0.0/8",)).insecure
+    assert reg.Registry("mirror:5001", scheme="http").scheme() == "http"
+
+
+def test_registry_flags():
+    from pyd.cli import build_parser
+    args = build_parser().parse_args(["--insecure-registry", "10.1.0.0/16", "--insecure-registry", "reg:5000",
+                                      "--registry-mirror", "http://127.0.0.1:5001"])
+    assert args.insecure_registry == ["10.1.0.0/16", "reg:5000"]
+    assert args.registry_mirror == ["http://127.0.0.1:5001"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--registry-mirror", "ftp://x"])
