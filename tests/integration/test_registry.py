@@ -8,12 +8,15 @@ Each test has its own registry (its own port), so credentials that pyd keeps
 in memory after one test's /auth never help another test.
 """
 
+import http.server
 import io
 import json
 import os
 import re
 import subprocess
 import tarfile
+import threading
+import urllib.parse
 import uuid
 
 import pytest
@@ -685,3 +688,54 @@ def test_build_pulls_a_missing_base_and_pull_1_asks_again(registry, fresh, busyb
     err = stream_error(r)
     assert err and "not found" in err and "base/absent" in err, err
     assert image_missing(fa, "built:3")
+
+
+# -- search through a registry's /v1/search (the Hub's index speaks it) -----------------
+
+class _Index(http.server.BaseHTTPRequestHandler):
+    """A search index on 127.0.0.1 speaking the Hub's /v1/search."""
+    seen = []
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        if url.path != "/v1/search":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        q = urllib.parse.parse_qs(url.query)
+        self.seen.append((q.get("q"), q.get("n")))
+        body = json.dumps({"num_results": 2, "query": q["q"][0], "results": [
+            {"name": "team/sshd", "description": "an sshd", "star_count": 7, "is_official": False,
+             "is_automated": True},
+            {"name": "sshd", "description": "", "star_count": 90, "is_official": True, "is_automated": False},
+        ]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_search_uses_v1_search_where_the_registry_has_it(api):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Index)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        addr = f"127.0.0.1:{srv.server_address[1]}"
+        r = api.get(f"{V}/images/search?term={addr}/sshd&limit=5")
+        assert r.status == 200, r
+        assert r.json() == [
+            {"name": "team/sshd", "description": "an sshd", "star_count": 7, "is_official": False,
+             "is_automated": True},
+            {"name": "sshd", "description": "", "star_count": 90, "is_official": True, "is_automated": False}]
+        assert _Index.seen[-1] == (["sshd"], ["5"])
+        r = api.get(f"/images/search?term={addr}/sshd")
+        assert r.status == 200, r
+        assert r.json() == [{"Name": "team/sshd", "Description": "an sshd"}, {"Name": "sshd", "Description": ""}]
+        assert _Index.seen[-1] == (["sshd"], ["25"])
+    finally:
+        srv.shutdown()
+        srv.server_close()
