@@ -30,6 +30,9 @@ def build_parser():
     p.add_argument("-s", "--storage-driver", choices=("auto", "overlay2", "vfs"), default="auto",
                    help="how container filesystems are made (default: overlay2 when it works, else vfs)")
     p.add_argument("--api-enable-cors", action="store_true", help="answer cross-origin requests")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a name TCP clients may send in Host besides this machine's addresses, localhost "
+                        "and its hostname (repeatable; others get 403: the DNS-rebinding defence)")
     p.add_argument("--allow-privileged", action="store_true",
                    help="allow privileged containers (HostConfig.Privileged): they hold every capability")
     p.add_argument("-b", "--bridge", default=None,
@@ -140,7 +143,7 @@ def main(argv=None):
         return 2
     config = Config(root=os.path.abspath(args.root), pidfile=os.path.abspath(args.pidfile),
                     hosts=tuple(args.hosts or DEFAULT_HOSTS), cors=args.api_enable_cors, debug=args.debug,
-                    allow_privileged=args.allow_privileged,
+                    allow_privileged=args.allow_privileged, allowed_hosts=tuple(args.allow_host),
                     storage_driver=args.storage_driver, bridge=args.bridge, bip=args.bip, default_ip=args.ip,
                     iptables=args.iptables, ip_forward=args.ip_forward, ip_masq=args.ip_masq,
                     dns_upstream=None if args.dns_upstream is None else [u for u in args.dns_upstream if u],

@@ -18,6 +18,9 @@ class Config:
     debug: bool = False
     storage_driver: str = "auto"  # auto, overlay2 or vfs
     allow_privileged: bool = False  # HostConfig.Privileged is refused unless the operator allows it
+    # Names a TCP client may put in Host besides this machine's addresses,
+    # localhost and its hostname (http.origin: the DNS-rebinding defence).
+    allowed_hosts: tuple = ()
     # Connection handling: each connection gets a thread; past the bound a
     # client gets 503 at once instead of waiting behind idle keep-alives.
     max_connections: int = 1024

@@ -52,7 +52,9 @@ def pull(req, image):
 
 
 def push(req):
-    body = credentials.from_body(req.body.read_all(req.config.max_json_body))
+    body = req.json(default={})      # v1.3's authConfig (may be empty)
+    if not isinstance(body, dict):
+        raise errors.BadParameter("invalid authConfig: a JSON object is needed")
     messages = req.engine.image_push(req.params["name"], req.arg("tag") or None, req.arg("registry") or None,
                                      _auth(req, body))
     return _stream(req, messages)

@@ -204,12 +204,22 @@ class Request:
         return h, w
 
     def json(self, default=None):
-        """The body parsed as JSON; `default` when the body is empty."""
+        """The body parsed as JSON; `default` when the body is empty.
+
+        A body needs `Content-Type: application/json`, as moby's CheckForJSON
+        asks: a browser cannot send that cross-site without a preflight, so a
+        web page cannot create containers with a text/plain or form POST."""
         raw = self.body.read_all(self.config.max_json_body)
         if not raw.strip():
             return default
+        ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if ctype != "application/json":
+            raise errors.BadParameter(f"unsupported Content-Type header ({ctype or 'none'}): "
+                                      "a JSON body must be sent as 'application/json'")
         try:
             return json.loads(raw)
+        except RecursionError:
+            raise errors.BadParameter("malformed JSON body: nested too deeply") from None
         except (ValueError, UnicodeDecodeError) as e:
             raise errors.BadParameter(f"malformed JSON body: {e}") from e
 

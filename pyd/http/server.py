@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, unquote
 
 from .. import errors
 from .messages import Reply, Request, Stream, _BodyReader
+from .origin import Guard
 from .status import status_for
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             raw_path, _, qs = self.path.partition("?")
             version, path, surface = app.api.negotiate(unquote(raw_path))
+            app.guard.check(self.headers, tcp=self.server.address_family != socket.AF_UNIX)
             if self.command == "OPTIONS" and app.config.cors:
                 result = Reply(200)
             else:
@@ -327,6 +329,7 @@ class App:
         self.config = config
         self.engine = engine
         self.api = api
+        self.guard = Guard(config.cors, config.allowed_hosts)
 
 
 class Server:

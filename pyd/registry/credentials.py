@@ -60,17 +60,3 @@ def of(config):
         user = user or "<token>"
     return (user, password) if user else None
 
-
-def from_body(body):
-    """v1.3's authConfig body (push sends it; it may be empty): a dict, or {}."""
-    if not body or not body.strip():
-        return {}
-    try:
-        value = json.loads(body)
-    except ValueError as e:
-        raise errors.BadParameter(f"invalid authConfig JSON: {e}") from None
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise errors.BadParameter("invalid authConfig: a JSON object is needed")
-    return value

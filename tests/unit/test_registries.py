@@ -60,9 +60,6 @@ def test_credentials_shapes():
         credentials.decode_header("%%%")
     assert credentials.server_host("https://index.docker.io/v1/") == "docker.io"
     assert credentials.server_host("http://127.0.0.1:5000/v2/") == "127.0.0.1:5000"
-    assert credentials.from_body(b"") == {} and credentials.from_body(b'{"username": "x"}') == {"username": "x"}
-    with pytest.raises(errors.BadParameter):
-        credentials.from_body(b"[1]")
 
 
 def test_mirrors_come_first_for_hub_images_only():

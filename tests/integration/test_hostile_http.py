@@ -1,0 +1,148 @@
+"""Hostile clients over HTTP (issue 14): browsers and DNS rebinding, JSON
+bodies that are not what they claim, and deeply nested JSON. Every case
+ends with the daemon still answering /version within a second.
+
+Run alone with `pytest -m hostile`."""
+
+import json
+import socket
+import time
+
+import pytest
+
+from tests.pydtest import Api
+
+pytestmark = pytest.mark.hostile
+
+CREATE = {"Image": "busybox", "Cmd": ["true"]}
+
+
+@pytest.fixture(autouse=True)
+def still_answering(daemon):
+    yield
+    started = time.monotonic()
+    r = Api(port=daemon.port, timeout=1).get("/version")
+    assert r.status == 200 and time.monotonic() - started < 1.0, r
+
+
+def raw(daemon, data, timeout=10):
+    """Raw bytes on a TCP connection; the answer's status and body."""
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+            head, sep, body = out.partition(b"\r\n\r\n")
+            if sep:
+                length = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+                if length and len(body) >= length[0]:
+                    break
+    finally:
+        s.close()
+    head, _, body = out.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def containers(api):
+    return {c["Id"] for c in api.get("/v1.41/containers/json?all=1").json()}
+
+
+@pytest.mark.parametrize("prefix", ["", "/v1.41"])
+def test_a_cross_site_text_plain_post_creates_nothing(daemon, api, busybox, prefix):
+    before = containers(api)
+    body = json.dumps(CREATE).encode()
+    # What a web page's <form enctype="text/plain"> or fetch(no-cors) sends.
+    r = api.post(f"{prefix}/containers/create", body, headers={
+        "Content-Type": "text/plain", "Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"})
+    assert r.status == 403, r
+    assert b"--api-enable-cors" in r.body
+    # The same without the browser's headers: still refused, for its Content-Type.
+    r = api.post(f"{prefix}/containers/create", body, headers={"Content-Type": "text/plain"})
+    assert r.status == 400, r
+    assert b"application/json" in r.body
+    r = api.post(f"{prefix}/containers/create", body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 400, r
+    assert containers(api) == before
+
+
+def test_sec_fetch_site_alone_is_enough(daemon, api):
+    r = api.get("/v1.41/containers/json", headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status == 403, r
+    r = api.get("/v1.41/containers/json", headers={"Sec-Fetch-Site": "same-site"})
+    assert r.status == 403, r
+    # What a user typing the URL in the address bar sends.
+    assert api.get("/v1.41/version", headers={"Sec-Fetch-Site": "none"}).status == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:4243", "rebind.attacker.test.", "8.8.8.8:4243",
+                                  "[2001:db8::1]:4243", ""])
+def test_a_foreign_host_header_is_refused_on_tcp(daemon, host):
+    status, body = raw(daemon, f"GET /version HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert status == 403, body
+    assert b"--allow-host" in body
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:4243", "localhost:4243", "LOCALHOST", "api.moby.localhost",
+                                  "[::1]:4243", "127.9.9.9"])
+def test_local_host_headers_are_served(daemon, host):
+    status, body = raw(daemon, f"GET /version HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert status == 200, body
+
+
+def test_hostname_and_allowed_names(new_daemon):
+    d = new_daemon(extra_args=["--allow-host", "pyd.lan"]).start()
+    for host, want in ((socket.gethostname(), 200), ("PYD.lan:4243", 200), ("other.lan", 403)):
+        status, body = raw(d, f"GET /version HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert status == want, (host, body)
+    # HTTP/1.0 without Host: not a browser.
+    status, _ = raw(d, b"GET /version HTTP/1.0\r\n\r\n")
+    assert status == 200
+    d.stop()
+
+
+def test_the_unix_socket_takes_any_host_but_no_origin(daemon):
+    unix = Api(unix=daemon.sock)
+    assert unix.get("/version", headers={"Host": "api.moby.localhost"}).status == 200
+    assert unix.get("/version", headers={"Host": "anything.example"}).status == 200
+    assert unix.get("/version", headers={"Origin": "http://evil.example"}).status == 403
+
+
+def test_with_cors_origins_are_allowed(new_daemon, busybox_tar):
+    d = new_daemon(extra_args=["--api-enable-cors"]).start()
+    r = d.api.get("/version", headers={"Origin": "http://ui.example", "Sec-Fetch-Site": "cross-site"})
+    assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
+    # The Host check stays: CORS opens origins, not rebinding.
+    status, _ = raw(d, b"GET /version HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+    assert status == 403
+    d.stop()
+
+
+@pytest.mark.parametrize("prefix", ["", "/v1.41"])
+def test_json_bodies_need_their_content_type(api, busybox, prefix):
+    before = containers(api)
+    body = json.dumps(CREATE).encode()
+    for ctype in (None, "text/plain", "multipart/form-data; boundary=x"):
+        headers = {"Content-Type": ctype} if ctype else {}
+        r = api.post(f"{prefix}/containers/create", body, headers=headers)
+        assert r.status == 400, (ctype, r)
+    r = api.post(f"{prefix}/containers/create", body, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert r.status == 201, r
+    api.delete(f"{prefix}/containers/{r.json()['Id']}")
+    assert containers(api) == before
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_deeply_nested_json_is_400(api, busybox, depth):
+    body = b"[" * depth + b"]" * depth
+    r = api.post("/v1.41/containers/create", body, headers={"Content-Type": "application/json"})
+    assert r.status == 400, r
+    body = b'{"Image": "busybox", "Labels": ' + b'{"a":' * depth + b"1" + b"}" * depth + b"}"
+    r = api.post("/v1.41/containers/create", body, headers={"Content-Type": "application/json"})
+    assert r.status == 400, r
