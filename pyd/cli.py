@@ -54,6 +54,9 @@ def build_parser():
                         "localhost and 127.0.0.0/8 always may)")
     p.add_argument("--registry-mirror", action="append", default=[], type=_mirror, metavar="URL",
                    help="a Docker Hub mirror (scheme://host[:port]) tried before the Hub (repeatable)")
+    p.add_argument("--max-connections", type=int, default=Config.max_connections, metavar="N",
+                   help="connections served at once (default %(default)s); past it a new client takes the "
+                        "slot of a slow or idle one, or gets 503 when all are busy")
     p.add_argument("-D", "--debug", action="store_true", help="log every request and debug details")
     p.add_argument("-d", "--daemon", action="store_true", help=argparse.SUPPRESS)  # docker -d habit
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -144,6 +147,7 @@ def main(argv=None):
     config = Config(root=os.path.abspath(args.root), pidfile=os.path.abspath(args.pidfile),
                     hosts=tuple(args.hosts or DEFAULT_HOSTS), cors=args.api_enable_cors, debug=args.debug,
                     allow_privileged=args.allow_privileged, allowed_hosts=tuple(args.allow_host),
+                    max_connections=max(1, args.max_connections),
                     storage_driver=args.storage_driver, bridge=args.bridge, bip=args.bip, default_ip=args.ip,
                     iptables=args.iptables, ip_forward=args.ip_forward, ip_masq=args.ip_masq,
                     dns_upstream=None if args.dns_upstream is None else [u for u in args.dns_upstream if u],

@@ -25,6 +25,7 @@ class Config:
     # client gets 503 at once instead of waiting behind idle keep-alives.
     max_connections: int = 1024
     idle_timeout: float = 120.0
+    head_timeout: float = 10.0     # the whole request line and headers, from their first byte
     # Bodies parsed in memory (JSON configs) are bounded; streamed bodies
     # (tars for import and build) are not read into memory.
     max_json_body: int = 1 << 20

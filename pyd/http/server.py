@@ -65,7 +65,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return hdrs
 
     def handle_one_request(self):
+        slots, sock = self.server.slots, self.connection
         try:
+            # Idle (keep-alive) until the first byte of a request; from then the
+            # whole head must come within head_timeout, however slowly it trickles.
+            slots.mark(sock, _IDLE)
+            self.connection.settimeout(self.server.app.config.idle_timeout)
+            if not self.rfile.peek(1):
+                self.close_connection = True
+                return
+            slots.mark(sock, _HEAD)
+            self.connection.settimeout(self.server.app.config.head_timeout)
             self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
             if len(self.raw_requestline) > MAX_REQUEST_LINE:
                 self.requestline, self.request_version, self.command = "", "", ""
@@ -76,9 +86,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             if not self.parse_request():
                 return
+            slots.mark(sock, _BUSY_STATE)
+            self.connection.settimeout(self.server.app.config.idle_timeout)
             self._dispatch()
             self.wfile.flush()
-        except (TimeoutError, ConnectionError, BrokenPipeError):
+        except (TimeoutError, ConnectionError, BrokenPipeError, ValueError):
+            # ValueError: the reaper shut the socket under a buffered read.
             self.close_connection = True
 
     def send_error(self, code, message=None, explain=None):
@@ -252,25 +265,86 @@ class Handler(http.server.BaseHTTPRequestHandler):
                       (time.monotonic() - started) * 1000)
 
 
-class _Slots:
-    """Bounds the connection threads shared by every listener."""
+_IDLE, _HEAD, _BUSY_STATE = "idle", "head", "busy"
 
-    def __init__(self, limit):
+
+class _Slots:
+    """Bounds the connection threads shared by every listener, and keeps
+    slow clients from holding them:
+
+    - each connection is idle (waiting for a request), reading a head, or
+      busy (a request being served); the reaper cuts a head that has taken
+      longer than `head_timeout` however slowly it trickles (a per-read
+      timeout alone restarts on every byte);
+    - at the bound, a new client takes the slot of the connection that has
+      been reading its head the longest, else of the longest idle one; only
+      when every slot is busy serving does it get 503. So no number of
+      trickling or idle clients locks a new one out."""
+
+    def __init__(self, limit, head_timeout=10.0):
         self._sem = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
+        self.head_timeout = head_timeout
         self.open = set()
+        self._state = {}            # sock -> (state, since)
+        self._reaper = None
 
     def enter(self, sock):
         if not self._sem.acquire(blocking=False):
-            return False
+            if not self._evict() or not self._sem.acquire(timeout=2):
+                return False
         with self._lock:
             self.open.add(sock)
+            self._state[sock] = (_IDLE, time.monotonic())
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, name="http-reaper", daemon=True)
+                self._reaper.start()
         return True
 
     def leave(self, sock):
         with self._lock:
             self.open.discard(sock)
+            self._state.pop(sock, None)
         self._sem.release()
+
+    def mark(self, sock, state):
+        with self._lock:
+            if sock in self._state:
+                self._state[sock] = (state, time.monotonic())
+
+    def _evict(self):
+        with self._lock:
+            for kind in (_HEAD, _IDLE):
+                waiting = [(since, sock) for sock, (st, since) in self._state.items() if st == kind]
+                if waiting:
+                    victim = min(waiting, key=lambda w: w[0])[1]
+                    self._state[victim] = ("evicted", time.monotonic())
+                    break
+            else:
+                return False
+        log.info("connection bound reached: closing a %s connection for a new client", kind)
+        _cut(victim)
+        return True
+
+    def _reap(self):
+        while True:
+            time.sleep(min(1.0, self.head_timeout / 4))
+            now = time.monotonic()
+            with self._lock:
+                late = [sock for sock, (st, since) in self._state.items()
+                        if st == _HEAD and now - since > self.head_timeout]
+                for sock in late:
+                    self._state[sock] = ("evicted", now)
+            for sock in late:
+                log.info("a request head took longer than %.0fs: connection closed", self.head_timeout)
+                _cut(sock)
+
+
+def _cut(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
@@ -337,7 +411,7 @@ class Server:
 
     def __init__(self, app):
         self.app = app
-        self.slots = _Slots(app.config.max_connections)
+        self.slots = _Slots(app.config.max_connections, app.config.head_timeout)
         self.listeners = []
         self._threads = []
 

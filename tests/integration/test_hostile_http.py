@@ -146,3 +146,77 @@ def test_deeply_nested_json_is_400(api, busybox, depth):
     body = b'{"Image": "busybox", "Labels": ' + b'{"a":' * depth + b"1" + b"}" * depth + b"}"
     r = api.post("/v1.41/containers/create", body, headers={"Content-Type": "application/json"})
     assert r.status == 400, r
+
+
+# -- slow clients ---------------------------------------------------------------------
+
+def partial_heads(port, n):
+    """n connections that have sent the start of a request head and stop there."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        socks.append(s)
+    return socks
+
+
+def timed_version(port):
+    started = time.monotonic()
+    r = Api(port=port, timeout=5).get("/version")
+    return r.status, time.monotonic() - started
+
+
+def test_500_slowloris_connections_and_a_new_client_is_served(daemon):
+    socks = partial_heads(daemon.port, 500)
+    try:
+        status, took = timed_version(daemon.port)
+        assert status == 200 and took < 1.0, (status, took)
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_trickling_clients_past_the_bound_do_not_lock_a_new_one_out(new_daemon):
+    d = new_daemon(extra_args=["--max-connections", "20"]).start()
+    socks = partial_heads(d.port, 40)      # twice the bound: the later ones evict the earlier
+    idle = []
+    try:
+        for _ in range(5):
+            status, took = timed_version(d.port)
+            assert status == 200 and took < 1.0, (status, took)
+        # Idle keep-alive connections give way too.
+        for s in socks:
+            s.close()
+        for _ in range(25):
+            c = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+            c.sendall(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert c.recv(65536).startswith(b"HTTP/1.1 200"), "keep-alive request"
+            idle.append(c)
+        status, took = timed_version(d.port)
+        assert status == 200 and took < 1.0, (status, took)
+    finally:
+        for s in socks + idle:
+            s.close()
+        d.stop()
+
+
+def test_a_head_that_trickles_is_cut_at_its_deadline(daemon):
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=2)
+    s.sendall(b"GET /version HTTP/1.1\r\n")
+    started, closed = time.monotonic(), False
+    try:
+        while time.monotonic() - started < 20:    # head_timeout is 10 s; a header byte every 2 s
+            try:
+                s.sendall(b"X")
+                s.recv(1)           # returns only once the daemon has closed (b"") or refused it
+                closed = True
+                break
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+                break
+    finally:
+        s.close()
+    assert closed, "a head trickled for 20 s and the connection stayed open"
+    assert time.monotonic() - started >= 9, "cut before its deadline"
