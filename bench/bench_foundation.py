@@ -37,7 +37,7 @@ def free_port():
 def ping(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             return s.recv(64).startswith(b"HTTP/1.1 200")
     except OSError:
         return False

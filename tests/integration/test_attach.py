@@ -28,7 +28,7 @@ class Attach:
         self.sock.settimeout(timeout)
         self.sock.connect(("127.0.0.1", port))
         req = (f"POST {prefix}/containers/{cid}/attach?{query} HTTP/1.1\r\n"
-               f"Host: x\r\nContent-Length: 0\r\n\r\n").encode()
+               f"Host: 127.0.0.1\r\nContent-Length: 0\r\n\r\n").encode()
         # stdin bytes go in the same sendall as the request: they must not be lost
         self.sock.sendall(req + stdin)
         self.head = None

@@ -77,7 +77,7 @@ def stream_lines(daemon, path, max_lines, timeout):
     Returns (objects, ended): ended is True if the server finished the reply."""
     s = socket.create_connection(("127.0.0.1", daemon.port), timeout=timeout)
     try:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         f = s.makefile("rb")
         status = f.readline()
         assert b" 200 " in status, status
@@ -354,7 +354,7 @@ def test_dropped_stats_streams_end_their_threads(daemon, api, started):
     socks = []
     for _ in range(5):
         s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
-        s.sendall(f"GET {V}/containers/{cid}/stats HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        s.sendall(f"GET {V}/containers/{cid}/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         assert b" 200 " in s.recv(4096)
         socks.append(s)
     assert tasks() >= base + 5

@@ -62,7 +62,7 @@ class Session:
     def __init__(self, port, prefix, eid, body=None, stdin=b"", timeout=30):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         data = json.dumps(body or {"Detach": False, "Tty": False}).encode()
-        head = (f"POST {prefix}/exec/{eid}/start HTTP/1.1\r\nHost: x\r\n"
+        head = (f"POST {prefix}/exec/{eid}/start HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 f"Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
                 f"Content-Length: {len(data)}\r\n\r\n").encode()
         self.sock.sendall(head + data + stdin)

@@ -1215,7 +1215,7 @@ def test_kill9_during_large_import_leaves_a_consistent_store(new_daemon, busybox
     sent = 0
     tmp_during = []
     try:
-        s.sendall(("POST /images/create?fromSrc=-&repo=huge&tag=v1 HTTP/1.1\r\nHost: x\r\n"
+        s.sendall(("POST /images/create?fromSrc=-&repo=huge&tag=v1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                    "Content-Type: application/x-tar\r\n"
                    f"Content-Length: {total}\r\n\r\n").encode())
         deadline = time.monotonic() + 120

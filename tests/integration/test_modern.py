@@ -253,7 +253,7 @@ def test_list_shape_and_filters(api, busybox):
 
 def _request_head(api, method, path, extra=b""):
     s = socket.create_connection(("127.0.0.1", api.port), timeout=30)
-    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n".encode() + extra + b"\r\n")
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n".encode() + extra + b"\r\n")
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = s.recv(4096)
