@@ -97,7 +97,7 @@ def _compile(pattern):
     def group(m):
         name, _, rx = m.group(1).partition(":")
         return f"(?P<{name}>{rx or '[^/]+'})"
-    return re.compile("^" + re.sub(r"\{([^}]+)\}", group, pattern) + "/?$")
+    return re.compile("^" + re.sub(r"\{([^}]+)\}", group, pattern) + r"/?\Z")
 
 
 class Router:

@@ -18,7 +18,7 @@ from . import legacy, modern
 ADVERTISED = "%d.%d" % modern.MAX
 DEFAULT = legacy.MAX  # unversioned paths: old Docker treated them as its own version
 
-_PREFIX = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
+_PREFIX = re.compile(r"^/v(\d+)\.(\d+)(/.*)\Z")
 
 
 def split(path):

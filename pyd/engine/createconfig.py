@@ -18,7 +18,17 @@ from ..runtime.cgroups import MIN_MEMORY
 from ..store.containers import HOST_FIELDS, LEGACY_HOST_FIELDS
 from . import launchopts, mounts
 
-_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$")
+_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,61}[A-Za-z0-9])?\Z")
+INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def check_int(k, v):
+    """An integer field as dockerd decodes it: a JSON number that fits int64."""
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise errors.BadParameter(f"{k} must be an integer")
+    if not INT64[0] <= v <= INT64[1]:
+        raise errors.BadParameter(f"{k} is out of range: {v} does not fit a signed 64-bit integer")
+    return v
 _LIST_FIELDS = ("Cmd", "Entrypoint", "Env", "Dns", "PortSpecs")
 _BOOL_FIELDS = ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce")
 _STR_FIELDS = ("Hostname", "User", "VolumesFrom", "WorkingDir", "Image", "Domainname", "StopSignal")
@@ -88,10 +98,7 @@ def check(body):
         if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
             raise errors.BadParameter(f"{k} must be a list of strings")
     for k in ("Memory", "MemorySwap"):
-        v = cfg.get(k) or 0
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise errors.BadParameter(f"{k} must be an integer")
-        cfg[k] = v
+        cfg[k] = check_int(k, cfg.get(k) or 0)
     if cfg["Memory"] < 0 or cfg["MemorySwap"] < -1:
         raise errors.BadParameter("Memory and MemorySwap must not be negative (MemorySwap -1 means unlimited)")
     if 0 < cfg["Memory"] < MIN_MEMORY:
@@ -150,9 +157,8 @@ def _check_modern_config(cfg):
     ports = cfg.get("ExposedPorts")
     if ports is not None and not isinstance(ports, dict):
         raise errors.BadParameter("ExposedPorts must be an object of {\"port/proto\": {}}")
-    st = cfg.get("StopTimeout")
-    if st is not None and (not isinstance(st, int) or isinstance(st, bool)):
-        raise errors.BadParameter("StopTimeout must be an integer")
+    if cfg.get("StopTimeout") is not None:
+        check_int("StopTimeout", cfg["StopTimeout"])
 
 
 def _check_host(cfg):
@@ -161,9 +167,8 @@ def _check_host(cfg):
         if not isinstance(cfg.get(k) or False, bool):
             raise errors.BadParameter(f"{k} must be true or false")
     for k in _HOST_INTS:
-        v = cfg.get(k)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
-            raise errors.BadParameter(f"{k} must be an integer")
+        if cfg.get(k) is not None:
+            check_int(k, cfg[k])
     for k in _HOST_LISTS:
         v = cfg.get(k)
         if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):

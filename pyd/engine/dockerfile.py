@@ -15,7 +15,7 @@ from .. import errors
 from .dockerfile_changes import json_array
 
 # `# key=value` at the very top of the file, before any other line.
-_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
+_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*\Z")
 
 # The flags the classic builder (dockerd 20.10) accepts, per instruction;
 # any other --flag is Docker's "unknown flag" error.
@@ -37,7 +37,7 @@ SUBSTITUTED = ("ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "U
 KNOWN = ("FROM", "MAINTAINER", "RUN", "CMD", "ENTRYPOINT", "ENV", "ARG", "LABEL", "EXPOSE",
          "VOLUME", "USER", "WORKDIR", "ADD", "COPY", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL")
 
-_STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*\Z")
 _MAX_NESTING = 64  # ${a:-${b:-...}} depth: bounds the lexer's recursion
 
 

@@ -20,7 +20,7 @@ from .. import errors
 from ..fs import layerfs
 
 FORBIDDEN_PREFIXES = ("/proc", "/sys")
-VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
 
 
 def clean_target(path, what="volume"):

@@ -19,7 +19,7 @@ import re
 from .. import errors
 
 RANDOM_RANGE = (49153, 65535)
-_PORT_KEY = re.compile(r"^(\d{1,5})(?:/(tcp|udp|sctp))?$")
+_PORT_KEY = re.compile(r"^(\d{1,5})(?:/(tcp|udp|sctp))?\Z")
 
 
 class Want:

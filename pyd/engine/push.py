@@ -39,7 +39,9 @@ LAYER_MEDIA = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 CONFIG_MEDIA = "application/vnd.docker.container.image.v1+json"
 MANIFEST_MEDIA = "application/vnd.docker.distribution.manifest.v2+json"
 PIECE = 4 << 20          # uncompressed bytes per gzip member
-COMPRESSORS = 2
+COMPRESSORS = 2          # gzip threads per layer
+UPLOADERS = 3            # layers at a time
+_DONE = object()         # a worker's last message
 LEVEL = 6                # gzip's default, as dockerd's
 
 
@@ -141,10 +143,7 @@ class Push:
         unique = list(dict.fromkeys(diff_ids))
         for d in reversed(unique):
             yield Status("Preparing", _short(d))
-        blobs = {}
-        for d in reversed(unique):
-            desc = yield from self._layer(d)
-            blobs[d] = desc
+        blobs = yield from self._layers(list(reversed(unique)))
         raw = image.raw
         config_digest = "sha256:" + image.id
         if not self.registry.has_blob(self.ref.path, config_digest):
@@ -167,9 +166,59 @@ class Push:
         log.info("pushed %s:%s (%s)", self.ref.repo, tag, digest[:19])
         return Pushed(tag, digest, len(body))
 
-    # -- one layer -------------------------------------------------------------------
+    # -- the layers -------------------------------------------------------------------
+
+    def _layers(self, diff_ids):
+        """A generator: pushes the layers on UPLOADERS threads (as dockerd's
+        max-concurrent-uploads), yields their messages as they come (and
+        ticks), returns {diff id: blob descriptor}. The first failure stops
+        the others; so does the client going away (the generator's close)."""
+        jobs, results, failures = list(diff_ids), {}, []
+        lock = threading.Lock()
+
+        def worker():
+            try:
+                while not self.cancel.is_set():
+                    with lock:
+                        if not jobs or failures:
+                            return
+                        d = jobs.pop(0)
+                    results[d] = self._layer(d)
+            except Exception as e:  # handed to the generator
+                with lock:
+                    failures.append(e)
+                self.cancel.set()
+            finally:
+                self.events.put(_DONE)
+
+        threads = [threading.Thread(target=worker, name=f"push-{n}", daemon=True)
+                   for n in range(min(UPLOADERS, len(jobs)))]
+        for t in threads:
+            t.start()
+        running = len(threads)
+        try:
+            while running:
+                try:
+                    msg = self.events.get(timeout=0.5)
+                except queue.Empty:
+                    yield None
+                    continue
+                if msg is _DONE:
+                    running -= 1
+                else:
+                    yield msg
+        finally:
+            if running:
+                self.cancel.set()
+            for t in threads:
+                t.join(timeout=60)
+        if failures:
+            raise failures[0]
+        return results
 
     def _layer(self, diff_id):
+        """One layer, on a worker thread: a known blob (HEAD, or a mount), else
+        compressed and uploaded. Its messages go to self.events."""
         short = _short(diff_id)
         dist = self.engine.distribution
         here = self.ref.registry
@@ -177,9 +226,9 @@ class Push:
             if known.get("registry") != here:
                 continue
             if self.registry.has_blob(self.ref.path, known["digest"]):
-                yield Status("Layer already exists", short)
+                self.events.put(Status("Layer already exists", short))
             elif known.get("repo") != self.ref.path and self._mount(known):
-                yield Status(f"Mounted from {known['repo']}", short)
+                self.events.put(Status(f"Mounted from {known['repo']}", short))
             else:
                 continue
             dist.record(diff_id, known["digest"], known["size"], known["mediaType"], here, self.ref.path)
@@ -193,24 +242,10 @@ class Push:
                 self.events.put(Progress("Pushing", n, total, short))
 
         blob = _Compressed(lambda out: self.engine.layers.write_tar(diff_id, out), on_bytes, self.cancel)
-        result = {}
-        worker = threading.Thread(target=self._upload_stream, args=(blob, result), name="push-upload", daemon=True)
-        worker.start()
-        try:
-            while worker.is_alive() or not self.events.empty():
-                try:
-                    yield self.events.get(timeout=0.5)
-                except queue.Empty:
-                    yield None
-        finally:
-            if worker.is_alive():   # we are leaving early: the client went away
-                self.cancel.set()
-            worker.join(timeout=60)
-        if "error" in result:
-            raise result["error"]
+        self._upload_stream(blob)
         desc = {"digest": blob.digest, "size": blob.size, "mediaType": LAYER_MEDIA}
         dist.record(diff_id, blob.digest, blob.size, LAYER_MEDIA, here, self.ref.path)
-        yield Status("Pushed", short)
+        self.events.put(Status("Pushed", short))
         return desc
 
     def _mount(self, known):
@@ -255,17 +290,14 @@ class Push:
                                        body=data, ok=(201, 204)) as resp:
             resp.read(65536)
 
-    def _upload_stream(self, blob, result):
-        try:
-            location = self._start_upload()
-            with self.registry.request_url("PATCH", location, scope=self.scope,
-                                           headers={"Content-Type": "application/octet-stream"},
-                                           body=iter(blob), ok=(202, 204)) as resp:
-                resp.read(65536)
-                location = resp.headers.get("Location") or location
-            self._finish(location, blob.digest)
-        except Exception as e:  # handed to the generator
-            result["error"] = e
+    def _upload_stream(self, blob):
+        location = self._start_upload()
+        with self.registry.request_url("PATCH", location, scope=self.scope,
+                                       headers={"Content-Type": "application/octet-stream"},
+                                       body=iter(blob), ok=(202, 204)) as resp:
+            resp.read(65536)
+            location = resp.headers.get("Location") or location
+        self._finish(location, blob.digest)
 
 
 def _short(diff_id):

@@ -11,6 +11,7 @@ changes nothing.
 
 from .. import errors
 from ..runtime.cgroups import CFS_PERIOD_US, MIN_MEMORY
+from .createconfig import check_int
 
 INT_FIELDS = ("Memory", "MemorySwap", "CpuShares", "CpuQuota", "CpuPeriod", "NanoCpus")
 FIELDS = INT_FIELDS + ("PidsLimit", "RestartPolicy")
@@ -19,11 +20,7 @@ RESTART_NAMES = ("", "no", "always", "unless-stopped", "on-failure")
 
 def _int(body, k):
     v = body.get(k)
-    if v is None:
-        return 0
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise errors.BadParameter(f"{k} must be an integer")
-    return v
+    return 0 if v is None else check_int(k, v)
 
 
 def check_update(body, host, ncpus):

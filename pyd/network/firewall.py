@@ -59,8 +59,8 @@ LEGACY_TABLES = "/proc/net/ip_tables_names"   # exists once ip_tables has a tabl
 
 # A Linux interface name that cannot be read as an option or a negation by
 # iptables: no leading '-' or '!', none of '/', ':', whitespace or quotes.
-_IFNAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.+-]{0,14}$")
-_CHAIN = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.+-]{0,14}\Z")
+_CHAIN = re.compile(r"^[A-Z][A-Z0-9_]{0,15}\Z")
 
 
 class _ToolFailed(Exception):

@@ -17,7 +17,7 @@ from ..refs import DEFAULT_TAG, familiar, validate_repo, validate_tag
 HUB = "docker.io"
 HUB_API = "registry-1.docker.io"
 HUB_INDEX = "index.docker.io"       # the Hub's v1 search
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}\Z")
 
 
 class Reference(NamedTuple):

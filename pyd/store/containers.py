@@ -36,7 +36,7 @@ HOST_FIELDS = ("Memory", "MemorySwap", "Dns", "VolumesFrom",
 
 LEGACY_HOST_FIELDS = HOST_FIELDS[:4]
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
 
 
 class Container:

@@ -31,7 +31,7 @@ from ..refs import DEFAULT_TAG, ID_RE, familiar, split_name, validate_repo, vali
 
 log = logging.getLogger(__name__)
 
-_HEX = re.compile(r"^[a-f0-9]{1,64}$")
+_HEX = re.compile(r"^[a-f0-9]{1,64}\Z")
 
 
 def short(image_id):
@@ -191,16 +191,20 @@ class ImageStore:
                 if image_id in self._images:
                     return self._images[image_id]
                 raise errors.NotFound(f"No such image: {name}")
+            # As moby: a full id, then a name, then an id prefix; so a repository
+            # named like a prefix ("abc123") is never shadowed by an image id.
+            if ref in self._images:
+                return self._images[ref]
+            repo, tag = split_name(name)
+            image_id = self._repos.get(repo, {}).get(tag or DEFAULT_TAG)
+            if image_id:
+                return self._images[image_id]
             ambiguous = False
             if _HEX.match(ref):
                 hits = [i for i in self._images if i.startswith(ref)]
                 if len(hits) == 1:
                     return self._images[hits[0]]
                 ambiguous = len(hits) > 1
-            repo, tag = split_name(name)
-            image_id = self._repos.get(repo, {}).get(tag or DEFAULT_TAG)
-            if image_id:
-                return self._images[image_id]
         if ambiguous:
             raise errors.BadParameter(f"ambiguous image id prefix {name!r}: give more characters")
         raise errors.NotFound(f"No such image: {name}")

@@ -31,7 +31,7 @@ from . import atomic
 
 log = logging.getLogger(__name__)
 
-HEX_RE = re.compile(r"^[a-f0-9]{64}$")
+HEX_RE = re.compile(r"^[a-f0-9]{64}\Z")
 
 
 def hex_of(diff_id):

@@ -16,7 +16,7 @@ import threading
 from .. import errors, timefmt
 from . import atomic
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 
 
 def new_id():

@@ -21,8 +21,8 @@ from .. import errors, timefmt
 from ..fs.tarsafe import remove_tree
 from . import atomic
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-ANONYMOUS_RE = re.compile(r"^[0-9a-f]{64}$")
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+\Z")
+ANONYMOUS_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def check_name(name):

@@ -540,3 +540,53 @@ def test_cp_options_root_attrs_and_owner(tmp_path):
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o700
     st = os.stat(dest / "f")
     assert (st.st_uid, st.st_gid) == (1234, 4321)
+
+
+# -- sparse members are holes ------------------------------------------------------
+
+def _gnu_sparse_tar(tmp_path, size, chunks):
+    """A GNU tar (tar -S) of one sparse file of `size` bytes holding `chunks` {offset: bytes}."""
+    import subprocess
+    src = tmp_path / "sparse-src"
+    src.mkdir()
+    with open(src / "big", "wb") as f:
+        f.truncate(size)
+        for off, data in chunks.items():
+            f.seek(off)
+            f.write(data)
+    out = tmp_path / "sparse.tar"
+    subprocess.run(["tar", "-S", "-cf", str(out), "-C", str(src), "big"], check=True)
+    return out.read_bytes()
+
+
+def test_a_1tb_sparse_member_is_written_as_holes(tmp_path):
+    size = 1 << 40
+    data = _gnu_sparse_tar(tmp_path, size, {0: b"head", 1 << 39: b"tail"})
+    assert len(data) < 64 << 10
+    dest = tmp_path / "out"
+    dest.mkdir()
+    r = tarsafe.extract(io.BytesIO(data), dest)
+    st = os.stat(dest / "big")
+    assert st.st_size == size and r.size == size
+    assert st.st_blocks * 512 < 1 << 20, st.st_blocks
+    with open(dest / "big", "rb") as f:
+        assert f.read(4) == b"head"
+        f.seek(1 << 39)
+        assert f.read(4) == b"tail"
+        f.seek((1 << 39) - 4)
+        assert f.read(4) == b"\0\0\0\0"
+    assert r.digest == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_a_sparse_map_past_the_size_is_refused(tmp_path):
+    data = bytearray(_gnu_sparse_tar(tmp_path, 1 << 20, {0: b"x" * 10, 1 << 19: b"y"}))
+    ti = tarfile.TarInfo.frombuf(bytes(data[:512]), "utf-8", "surrogateescape")
+    assert ti.type == tarfile.GNUTYPE_SPARSE
+    # The real size (offset 483, 12 octal digits) made smaller than the map's last chunk.
+    data[483:495] = b"%011o\0" % 1000
+    chk = sum(data[:148]) + sum(data[156:512]) + 8 * 32
+    data[148:156] = b"%06o\0 " % chk
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(BadTar, match="sparse map"):
+        tarsafe.extract(io.BytesIO(bytes(data)), dest)
