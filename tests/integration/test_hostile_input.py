@@ -1,0 +1,111 @@
+"""Hostile input (issue 14): values that are valid JSON but absurd, names
+built to collide, tars built to fill the disk, signals that do not exist.
+Every case ends with the daemon still answering /version within a second.
+
+Run alone with `pytest -m hostile`."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.pydtest import Api
+
+pytestmark = pytest.mark.hostile
+V = "/v1.41"
+
+
+@pytest.fixture(autouse=True)
+def still_answering(daemon):
+    yield
+    started = time.monotonic()
+    r = Api(port=daemon.port, timeout=1).get("/version")
+    assert r.status == 200 and time.monotonic() - started < 1.0, r
+
+
+@pytest.mark.parametrize("prefix", ["", V])
+@pytest.mark.parametrize("field, value", [
+    ("Memory", 1 << 64), ("Memory", -(1 << 70)), ("MemorySwap", 1 << 63),
+    ("Hostname", "box\n"), ("Hostname", "box\n127.0.0.1 evil"), ("Hostname", "a" * 64),
+])
+def test_absurd_config_values_are_400(api, busybox, prefix, field, value):
+    r = api.post(f"{prefix}/containers/create", {"Image": "busybox", "Cmd": ["true"], field: value})
+    assert r.status == 400, r
+
+
+@pytest.mark.parametrize("field", ["PidsLimit", "CpuShares", "NanoCpus", "ShmSize"])
+def test_host_ints_past_int64_are_400(api, busybox, field):
+    r = api.post(f"{V}/containers/create", {"Image": "busybox", "HostConfig": {field: 1 << 64}})
+    assert r.status == 400, r
+    assert b"64-bit" in r.body
+
+
+def test_names_with_a_newline_are_refused(api, busybox):
+    r = api.post(f"{V}/containers/create?name=evil%0A", {"Image": "busybox"})
+    assert r.status == 400, r
+    r = api.post(f"{V}/volumes/create", {"Name": "vol\n"})
+    assert r.status == 400, r
+    r = api.post(f"{V}/images/busybox/tag?repo=ok&tag=t%0A")
+    assert r.status == 400, r
+
+
+def test_an_exact_image_name_beats_an_id_prefix(api, busybox):
+    prefix = busybox[:6]
+    other = api.post(f"{V}/commit?container=" + api.create(["true"]) + f"&repo={prefix}&tag=latest")
+    assert other.status == 201, other
+    other_id = other.json()["Id"]
+    assert other_id != "sha256:" + busybox
+    r = api.get(f"{V}/images/{prefix}/json")
+    assert r.status == 200 and r.json()["Id"] == other_id, r
+    # A full id still wins over any name; a longer prefix still finds busybox.
+    assert api.get(f"{V}/images/{busybox}/json").json()["Id"] == "sha256:" + busybox
+    assert api.get(f"{V}/images/{busybox[:12]}/json").json()["Id"] == "sha256:" + busybox
+    assert api.delete(f"{V}/images/{prefix}:latest").status == 200
+
+
+def test_a_sparse_terabyte_import_costs_kilobytes(daemon, api, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "big", "wb") as f:
+        f.truncate(1 << 40)
+        f.write(b"start")
+    tar = tmp_path / "sparse.tar"
+    subprocess.run(["tar", "-S", "-cf", str(tar), "-C", str(src), "big"], check=True)
+    assert tar.stat().st_size < 64 << 10
+
+    def used():
+        st = os.statvfs(daemon.root)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+    before = used()
+    r = api.post(f"{V}/images/create?fromSrc=-&repo=sparse&tag=1", tar.read_bytes(),
+                 headers={"Content-Type": "application/x-tar"}, timeout=60)
+    assert r.status == 200 and b'"error"' not in r.body, r
+    assert used() - before < 64 << 20
+    img = api.get(f"{V}/images/sparse:1/json").json()
+    assert img["Size"] == 1 << 40
+    assert api.delete(f"{V}/images/sparse:1").status == 200
+
+
+@pytest.mark.parametrize("sig", ["SIGNOPE", "0", "65", "-9", "9999999999999999999", "KILL%0A", "%00"])
+def test_a_bad_signal_leaves_the_container_running(api, busybox, sig):
+    cid = api.create(["sleep", "30"])
+    api.start(cid)
+    try:
+        r = api.post(f"{V}/containers/{cid}/kill?signal={sig}")
+        assert r.status == 400, r
+        assert api.get(f"{V}/containers/{cid}/json").json()["State"]["Running"] is True
+    finally:
+        api.post(f"{V}/containers/{cid}/kill")
+        api.post(f"{V}/containers/{cid}/wait")
+        api.delete(f"{V}/containers/{cid}")
+
+
+@pytest.mark.parametrize("body", [b'{"Image": "busybox"', b'{"Image": "busybox"} trailing', b'{"Image": 7}',
+                                  b'"just a string"', b"\xff\xfe", b'{"Image": "busybox", "Cmd": {"a": 1}}'])
+def test_broken_create_bodies_are_400_with_a_message(api, busybox, body):
+    r = api.post(f"{V}/containers/create", body, headers={"Content-Type": "application/json"})
+    assert r.status == 400, r
+    assert json.loads(r.body)["message"]
