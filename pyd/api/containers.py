@@ -113,8 +113,12 @@ def kill(req):
 def wait(req):
     wait_for = req.engine.container_wait(req.params["id"], req.arg("condition") or "not-running")
     if not req.surface.wait_flushes_head:
-        code, _ = wait_for()
-        return Reply.json({"StatusCode": code})
+        while True:
+            done = wait_for(timeout=1.0)
+            if done is not None:
+                return Reply.json({"StatusCode": done[0]})
+            if req.client_gone():   # a client that left must not hold a thread and an fd
+                raise ConnectionAbortedError("the client went away during wait")
 
     def chunks():
         # The head goes out before the first chunk: `docker run` waits on it

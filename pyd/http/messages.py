@@ -223,6 +223,11 @@ class Request:
         except (ValueError, UnicodeDecodeError) as e:
             raise errors.BadParameter(f"malformed JSON body: {e}") from e
 
+    def client_gone(self):
+        """True once the client has closed its end (for handlers that block
+        before their answer: they poll this, as streams poll with ticks)."""
+        return self._handler._peer_gone()
+
     def hijack(self):
         """Take the connection over: write the surface's head, return its Conn.
 

@@ -220,3 +220,46 @@ def test_a_head_that_trickles_is_cut_at_its_deadline(daemon):
         s.close()
     assert closed, "a head trickled for 20 s and the connection stayed open"
     assert time.monotonic() - started >= 9, "cut before its deadline"
+
+
+# -- dropped clients ------------------------------------------------------------------
+
+def counts(pid):
+    from tests.pydtest import nfds, proc_status
+    return nfds(pid), proc_status(pid, "Threads")
+
+
+def settled(pid, base, slack=4, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        fds, threads = counts(pid)
+        if (fds <= base[0] + slack and threads <= base[1] + slack) or time.monotonic() > deadline:
+            return fds, threads
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("prefix", ["", "/v1.41"])
+def test_50_clients_that_drop_a_wait_leave_nothing(daemon, api, busybox, prefix):
+    pid = daemon.server_pid()
+    cid = api.create(["sleep", "60"])
+    api.start(cid)
+    try:
+        base = settled(pid, (0, 0), timeout=1)
+        socks = []
+        for _ in range(50):
+            s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+            s.sendall(f"POST {prefix}/containers/{cid}/wait HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "Content-Length: 0\r\n\r\n".encode())
+            socks.append(s)
+        time.sleep(0.5)
+        busy = counts(pid)
+        assert busy[1] >= base[1] + 40, (base, busy)   # 50 waits held threads
+        for s in socks:
+            s.close()
+        fds, threads = settled(pid, base)
+        assert fds <= base[0] + 4 and threads <= base[1] + 4, (base, (fds, threads))
+        assert api.get(f"/v1.41/containers/{cid}/json").json()["State"]["Running"] is True
+    finally:
+        api.post(f"/containers/{cid}/kill")
+        api.post(f"/containers/{cid}/wait")
+        api.delete(f"/containers/{cid}")
