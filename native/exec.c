@@ -137,20 +137,20 @@ static void __attribute__((noreturn)) exec_process(const struct pyd_exec_spec *s
     ps.stdin_fd = s->stdin_fd;
     ps.stdout_fd = s->stdout_fd;
     ps.stderr_fd = s->stderr_fd;
+    ps.init_fd = s->init_fd;
     c.spec = &ps;
     c.err_fd = err_fd;
     c.sync_fd = -1;
     c.sock_fd = sock;
 
-    /* No mkdir: a missing working directory is the client's error. */
-    if (chdir(s->cwd) < 0)
-        child_fail(&c, PYD_STEP_CWD, -1, errno);
+    /* No mkdir: a missing working directory is the client's error.  As
+     * at start, never through a magic link to a daemon fd (enter_cwd). */
+    enter_cwd(&c, s->cwd, CREATE_NONE);
     if (s->tty)
         exec_tty(&c, s->uid);
     else
         setup_stdio(&c);
-    if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        child_fail(&c, PYD_STEP_NO_NEW_PRIVS, -1, errno);
+    harden(&c, s->no_new_privs, s->seccomp_filter, s->seccomp_len);
     exec_drop_privileges(&c, s);
 
     /* As in child_main: CLOEXEC everything above 2 (the error pipe stays
@@ -171,6 +171,8 @@ static void __attribute__((noreturn)) exec_process(const struct pyd_exec_spec *s
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
     }
+    if (ps.init_fd >= 0)
+        exec_init(&c);      /* pyd-init --exec: see native/init.c */
     do_exec(&c);
 }
 

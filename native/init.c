@@ -3,6 +3,7 @@
  * --init), with docker-init's (tini's) semantics:
  *
  *   pyd-init -- CMD [ARG...]
+ *   pyd-init --exec -- CMD [ARG...]   (no init: exec CMD at once; see main)
  *
  * runs CMD as its child in a process group of its own (holding the
  * terminal's foreground, if there is one), forwards every signal it gets
@@ -111,8 +112,18 @@ int main(int argc, char **argv, char **envp)
     int status = 0, done = 0;
     pid_t child;
 
+    if (argc >= 4 && strcmp(argv[1], "--exec") == 0 && strcmp(argv[2], "--") == 0) {
+        /* Not an init: the stage every container process passes through
+         * on its way to CMD, so that until CMD runs its /proc/self/exe is
+         * this sealed memfd, never the daemon's binary (CVE-2019-5736: an
+         * Entrypoint of /proc/self/exe, or a #!/proc/self/exe script, then
+         * runs, and can reach, only this copy, which cannot be written). */
+        fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC);
+        report(PYD_STEP_EXEC, exec_path(argv + 3, envp));
+        _exit(127);
+    }
     if (argc < 3 || strcmp(argv[1], "--") != 0) {
-        static const char usage[] = "usage: pyd-init -- CMD [ARG...]\n";
+        static const char usage[] = "usage: pyd-init [--exec] -- CMD [ARG...]\n";
         (void)!write(2, usage, sizeof usage - 1);
         return 2;
     }

@@ -64,6 +64,7 @@ enum pyd_step {
     PYD_STEP_ROOT_READONLY,    /* remount "/" read-only (ReadonlyRootfs) */
     PYD_STEP_INIT,             /* exec of pyd-init, or pyd-init's fork    */
     PYD_STEP_NETNS,            /* setns into spec->netns_fd               */
+    PYD_STEP_SECCOMP,          /* seccomp(SECCOMP_SET_MODE_FILTER)        */
     PYD_STEP_COUNT
 };
 
@@ -153,9 +154,16 @@ struct pyd_spec {
     int ndevices;                /* nodes made in /dev after the defaults */
     const struct pyd_device *devices;
     /* -1, or an fd of the pyd-init executable (see pyd_init_image): it is
-     * exec'd as pid 1 with argv "pyd-init -- <argv...>" and the error pipe
-     * as its fd 3; it runs argv as its child (native/init.c).            */
+     * exec'd with the error pipe as its fd 3, and argv starts with its own
+     * arguments: "pyd-init -- <cmd...>" (pid 1, runs cmd as its child) or
+     * "pyd-init --exec -- <cmd...>" (execs cmd at once; native/init.c).   */
     int init_fd;
+    /* Hardening, applied just before the privileges are dropped. */
+    int no_new_privs;            /* prctl(PR_SET_NO_NEW_PRIVS)             */
+    /* A classic BPF program (struct sock_filter[seccomp_len], built by
+     * pyd/runtime/seccomp.py), or seccomp_len 0 for none (unconfined).   */
+    const void *seccomp_filter;
+    int seccomp_len;
 };
 
 /* What the parent gets back from pyd_spawn. */
@@ -240,7 +248,16 @@ struct pyd_exec_spec {
     unsigned long long caps;     /* bounding set; also effective/permitted for uid 0 */
     int cap_last_cap;            /* from /proc/sys/kernel/cap_last_cap; <=0: probe */
     int no_new_privs;
+    int init_fd;                 /* sealed pyd-init to pass through (argv starts with it), or -1 */
+    const void *seccomp_filter;  /* as in pyd_spec */
+    int seccomp_len;
 };
+
+/* The number of system call `name` on the architecture this shim was built
+ * for, or -1 if it has none (a table made by native/build.py). */
+int pyd_syscall_nr(const char *name);
+/* AUDIT_ARCH_* of that architecture (seccomp_data.arch), 0 if unknown. */
+unsigned int pyd_audit_arch(void);
 
 /* Start the exec process.  Returns 0 (res: pid of the intermediate child,
  * err_fd, tty_sock), or -errno if the parent-side setup failed; in that

@@ -54,6 +54,8 @@ def build_parser():
                         "localhost and 127.0.0.0/8 always may)")
     p.add_argument("--registry-mirror", action="append", default=[], type=_mirror, metavar="URL",
                    help="a Docker Hub mirror (scheme://host[:port]) tried before the Hub (repeatable)")
+    p.add_argument("--default-pids-limit", type=int, default=Config.default_pids_limit, metavar="N",
+                   help="pids.max of containers that set no PidsLimit (default %(default)s; 0: none)")
     p.add_argument("--max-connections", type=int, default=Config.max_connections, metavar="N",
                    help="connections served at once (default %(default)s); past it a new client takes the "
                         "slot of a slow or idle one, or gets 503 when all are busy")
@@ -148,6 +150,7 @@ def main(argv=None):
                     hosts=tuple(args.hosts or DEFAULT_HOSTS), cors=args.api_enable_cors, debug=args.debug,
                     allow_privileged=args.allow_privileged, allowed_hosts=tuple(args.allow_host),
                     max_connections=max(1, args.max_connections),
+                    default_pids_limit=max(0, args.default_pids_limit),
                     storage_driver=args.storage_driver, bridge=args.bridge, bip=args.bip, default_ip=args.ip,
                     iptables=args.iptables, ip_forward=args.ip_forward, ip_masq=args.ip_masq,
                     dns_upstream=None if args.dns_upstream is None else [u for u in args.dns_upstream if u],

@@ -32,6 +32,9 @@ class Config:
     # Per-container output log kept for attach logs=1.
     max_log_bytes: int = 16 << 20
     shutdown_grace: float = 10.0
+    # Containers whose PidsLimit is unset get this pids.max (0: none), so
+    # that a fork bomb inside one leaves the host and the daemon responsive.
+    default_pids_limit: int = 4096
     # Build (engine.builder): the decompressed context, and each ADD of a URL
     # (or a `remote` context), are bounded so that a client cannot fill the disk.
     max_build_context: int = 4 << 30

@@ -21,6 +21,7 @@ failed, and the child has called ``_exit(127)``.
 import errno
 import fcntl
 import os
+import threading
 import signal
 import struct
 from collections.abc import Mapping
@@ -42,8 +43,12 @@ _DEFAULT_CWD = "/"
 # MKNOD AUDIT_WRITE SETFCAP.
 DEFAULT_CAPS = 0xA80425FB
 
-# pyd-init's fixed arguments before the command (native/init.c).
+# pyd-init's fixed arguments before the command (native/init.c): as pid 1
+# (HostConfig.Init), or as the stage every other process passes through.
 _INIT_ARGV = ["pyd-init", "--"]
+_PASS_ARGV = ["pyd-init", "--exec", "--"]
+_sealed = {}            # "fd": the daemon's one sealed pyd-init memfd
+_sealed_lock = threading.Lock()
 
 
 @dataclass
@@ -98,6 +103,8 @@ class LaunchSpec:
     tmpfs: Sequence[Tuple[str, int, str, int]] = ()
     devices: Sequence[Tuple[str, int, int, int, int, int]] = ()
     init: bool = False
+    no_new_privs: bool = False
+    seccomp: bytes = b""            # a BPF program (runtime.seccomp); b"": unconfined
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,30 @@ def _shim():
     from pyd import _shim as mod
 
     return mod.ffi, mod.lib
+
+
+def syscall_nr(name: str) -> int:
+    """The number of system call `name` here, or -1 (the shim's build-time table)."""
+    ffi, lib = _shim()
+    return lib.pyd_syscall_nr(name.encode())
+
+
+def audit_arch() -> int:
+    """AUDIT_ARCH_* of this architecture, as seccomp_data.arch says it (0: unknown)."""
+    ffi, lib = _shim()
+    return lib.pyd_audit_arch()
+
+
+def _set_seccomp(ffi, c, program: bytes, keep: list):
+    if len(program) % 8:
+        raise ValueError("seccomp: a BPF program is a whole number of 8-byte instructions")
+    if program:
+        buf = ffi.from_buffer(program)
+        keep.append(buf)
+        c.seccomp_filter = buf
+    else:
+        c.seccomp_filter = ffi.NULL
+    c.seccomp_len = len(program) // 8
 
 
 def step_name(step: int) -> str:
@@ -169,6 +200,17 @@ def _cap_last_cap() -> int:
             return int(f.read())
     except (OSError, ValueError):
         return 0  # the child then probes until EINVAL
+
+
+def _sealed_init(ffi, lib) -> int:
+    """The daemon's sealed pyd-init memfd, made once. Every container
+    process and exec process is exec'd through it (pyd-init --exec), so
+    that none ever has the daemon's binary as its /proc/self/exe. Being
+    sealed it cannot change, so one copy serves every child."""
+    with _sealed_lock:
+        if "fd" not in _sealed:
+            _sealed["fd"] = _init_memfd(ffi, lib)
+        return _sealed["fd"]
 
 
 def _init_memfd(ffi, lib) -> int:
@@ -296,8 +338,9 @@ def _to_c(ffi, spec: LaunchSpec, keep: list):
             darr[i].uid, darr[i].gid = uid, gid
         c.devices = darr
     c.init_fd = -1
-    if spec.init:
-        c.argv = cstr_array(_INIT_ARGV + argv, "exec")
+    c.argv = cstr_array((_INIT_ARGV if spec.init else _PASS_ARGV) + argv, "exec")
+    c.no_new_privs = 1 if spec.no_new_privs else 0
+    _set_seccomp(ffi, c, spec.seccomp, keep)
     return c
 
 
@@ -401,14 +444,9 @@ def spawn(spec: LaunchSpec, on_clone: Optional[Callable[[int], None]] = None) ->
     # Without a step for the parent between setup and exec, the child can
     # share our memory and suspend this thread until its exec (native/shim.h).
     cspec.vfork = 1 if on_clone is None else 0
-    init_fd = _init_memfd(ffi, lib) if spec.init else -1
+    cspec.init_fd = _sealed_init(ffi, lib)
     cres = ffi.new("struct pyd_result *")
-    try:
-        cspec.init_fd = init_fd
-        rc = lib.pyd_spawn(cspec, cres)
-    finally:
-        if init_fd >= 0:
-            os.close(init_fd)  # the child has its own copy
+    rc = lib.pyd_spawn(cspec, cres)
     if rc < 0:
         raise OSError(-rc, f"clone: {spec.rootfs}")
 
@@ -507,9 +545,10 @@ class ExecSpec:
     stdout: Optional[int] = None
     stderr: Optional[int] = None
     no_new_privs: bool = False
+    seccomp: bytes = b""            # the container's BPF program, b"": none
 
 
-def _exec_to_c(ffi, spec: ExecSpec, keep: list):
+def _exec_to_c(ffi, lib, spec: ExecSpec, keep: list):
     def cstr_array(values):
         items = []
         for v in values:
@@ -535,7 +574,8 @@ def _exec_to_c(ffi, spec: ExecSpec, keep: list):
         raise OSError(errno.EINVAL, f"chdir: working directory {spec.cwd!r} is not absolute")
     c = ffi.new("struct pyd_exec_spec *")
     keep.append(c)
-    c.argv = cstr_array(argv)
+    c.argv = cstr_array(_PASS_ARGV + argv)
+    c.init_fd = _sealed_init(ffi, lib)
     c.envp = cstr_array(_env_list(spec.env))
     cwd = ffi.new("char[]", _bytes(spec.cwd, "chdir"))
     keep.append(cwd)
@@ -551,6 +591,7 @@ def _exec_to_c(ffi, spec: ExecSpec, keep: list):
     c.caps = spec.caps
     c.cap_last_cap = _cap_last_cap()
     c.no_new_privs = 1 if spec.no_new_privs else 0
+    _set_seccomp(ffi, c, spec.seccomp, keep)
     return c
 
 
@@ -591,7 +632,7 @@ def exec_in(spec: ExecSpec) -> Spawned:
     <object>")`` with every process involved reaped."""
     ffi, lib = _shim()
     keep = []
-    cspec = _exec_to_c(ffi, spec, keep)
+    cspec = _exec_to_c(ffi, lib, spec, keep)
     cres = ffi.new("struct pyd_result *")
     rc = lib.pyd_exec(cspec, cres)
     if rc < 0:

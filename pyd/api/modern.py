@@ -172,7 +172,7 @@ def _unix(text):
 _HOST_KEYS = ("Memory", "MemorySwap", "Dns", "Binds", "Mounts", "AutoRemove", "RestartPolicy",
               "NetworkMode", "ExtraHosts", "Privileged", "CapAdd", "CapDrop", "ReadonlyRootfs", "Init",
               "PidsLimit", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "Tmpfs", "PortBindings",
-              "PublishAllPorts", "DnsSearch", "DnsOptions", "ShmSize")
+              "PublishAllPorts", "DnsSearch", "DnsOptions", "ShmSize", "SecurityOpt")
 
 
 def create_config(body):
@@ -189,7 +189,7 @@ def create_config(body):
     if vf:
         flat["VolumesFrom"] = ",".join(vf) if isinstance(vf, list) else vf
     if host.get("PidsLimit") in (0, -1):
-        flat["PidsLimit"] = None  # both mean "no limit"
+        flat["PidsLimit"] = -1  # both mean "no limit" (null: the daemon's default, engine.plan)
     net = body.get("NetworkingConfig")
     if net is not None and not isinstance(net, dict):
         raise BadParameter("NetworkingConfig must be a JSON object")
@@ -386,7 +386,7 @@ def host_config(host):
         "ExtraHosts": h.get("ExtraHosts"), "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None,
         "OomScoreAdj": 0, "PidMode": "", "Privileged": bool(h.get("Privileged")),
         "PublishAllPorts": bool(h.get("PublishAllPorts")), "ReadonlyRootfs": bool(h.get("ReadonlyRootfs")),
-        "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": h.get("ShmSize") or 67108864,
+        "SecurityOpt": h.get("SecurityOpt") or None, "UTSMode": "", "UsernsMode": "", "ShmSize": h.get("ShmSize") or 67108864,
         "Runtime": "runc", "ConsoleSize": [0, 0], "Isolation": "",
         "CpuShares": h.get("CpuShares") or 0, "Memory": h.get("Memory") or 0, "NanoCpus": h.get("NanoCpus") or 0,
         "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": None, "BlkioDeviceReadBps": None,
@@ -395,7 +395,7 @@ def host_config(host):
         "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": None, "DeviceCgroupRules": None,
         "DeviceRequests": None, "KernelMemory": 0, "KernelMemoryTCP": 0, "MemoryReservation": 0,
         "MemorySwap": h.get("MemorySwap") or 0, "MemorySwappiness": None, "OomKillDisable": False,
-        "PidsLimit": h.get("PidsLimit") or None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
+        "PidsLimit": h["PidsLimit"] if (h.get("PidsLimit") or 0) > 0 else None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
         "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
         # What the shim masks and mounts read-only (native/shim.c), none when privileged.
         "MaskedPaths": [] if h.get("Privileged") else list(MASKED_PATHS),

@@ -34,7 +34,7 @@ _BOOL_FIELDS = ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin
 _STR_FIELDS = ("Hostname", "User", "VolumesFrom", "WorkingDir", "Image", "Domainname", "StopSignal")
 _HOST_BOOLS = ("AutoRemove", "Privileged", "ReadonlyRootfs", "PublishAllPorts")
 _HOST_INTS = ("PidsLimit", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "ShmSize")
-_HOST_LISTS = ("CapAdd", "CapDrop", "ExtraHosts", "DnsSearch", "DnsOptions")
+_HOST_LISTS = ("CapAdd", "CapDrop", "ExtraHosts", "DnsSearch", "DnsOptions", "SecurityOpt")
 RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
 
 

@@ -173,7 +173,7 @@ class Engine:
             "mem_total": sysinfo.mem_total(),
             "root": self.config.root,
             "hostname": socket.gethostname(),
-            "security_options": [],  # no seccomp profile yet (issue 14)
+            "security_options": ["name=seccomp,profile=default", "name=no-new-privileges"],
             "warnings": self._warnings(),
         }
 
@@ -580,7 +580,7 @@ class Engine:
             back_to = self.lifecycle.starting(c, restart_count=count)
         output = self.runtime.output(c.id, c.path)
         try:
-            plan = plans.build(c, layers, view, driver, self.config.layers_dir)
+            plan = plans.build(c, layers, view, driver, self.config.layers_dir, self.config.default_pids_limit)
             got = self.net.attach(c)
             plan.network, plan.netns_fd = got.kind, got.netns_fd
             proc = self.runtime.start(plan, output)

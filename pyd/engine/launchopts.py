@@ -8,7 +8,7 @@ defaults.
 """
 
 from .. import errors
-from ..runtime import spec
+from ..runtime import seccomp, spec
 from ..runtime.cgroups import CFS_PERIOD_US
 from . import caps
 from .networking import mode_of
@@ -98,10 +98,44 @@ def cpu(host):
     return shares, quota, period
 
 
+def security(host):
+    """(no_new_privs, seccomp profile or None for unconfined) from
+    SecurityOpt, as dockerd reads it: "no-new-privileges[:=]true|false" (bare
+    means true), "seccomp=unconfined", "seccomp=<profile JSON>" (the docker
+    CLI sends a file's content), "apparmor=..." and "label=..." (accepted,
+    nothing to apply here). pyd turns no_new_privs on by default, as
+    dockerd's --no-new-privileges; a privileged container is unconfined."""
+    nnp, profile = True, seccomp.DEFAULT_PROFILE
+    for opt in host.get("SecurityOpt") or []:
+        key, sep, value = opt.partition("=")
+        if not sep:
+            key, sep, value = opt.partition(":")
+        key = key.strip().lower()
+        if key == "no-new-privileges":
+            if value.strip().lower() in ("", "true", "1"):
+                nnp = True
+            elif value.strip().lower() in ("false", "0"):
+                nnp = False
+            else:
+                raise errors.BadParameter(f"invalid --security-opt {opt!r}: no-new-privileges is true or false")
+        elif key == "seccomp" and sep:
+            profile = None if value.strip() == "unconfined" else seccomp.parse_profile(value)
+        elif key in ("apparmor", "label", "systempaths", "mask", "unmask") and sep:
+            continue
+        else:
+            raise errors.BadParameter(f"invalid --security-opt {opt[:80]!r}: expected no-new-privileges, "
+                                      "seccomp=unconfined|<profile>, apparmor=... or label=...")
+    if host.get("Privileged"):
+        profile = None
+    return nnp, profile
+
+
 def check(host):
     """Everything about the launch options a create must refuse (400): unknown
-    capabilities, malformed tmpfs, a malformed network mode, bad CPU values."""
+    capabilities, malformed tmpfs, a malformed network mode, bad CPU values,
+    an unknown SecurityOpt or a broken seccomp profile."""
     caps.check(host.get("CapAdd"), host.get("CapDrop"))
     tmpfs(host)
     network(host)
     cpu(host)
+    security(host)

@@ -24,12 +24,14 @@ def environment(config, hostname, home):
     return [f"{k}={v}" for k, v in env.items()]
 
 
-def build(c, layers, view, driver, layers_dir):
+def build(c, layers, view, driver, layers_dir, default_pids_limit=0):
     """`layers` are the image's layer dirs (top first); `view` is the
-    container's filesystem as the driver shows it (top first)."""
+    container's filesystem as the driver shows it (top first).
+    `default_pids_limit` caps a container whose PidsLimit is unset."""
     cfg, host = c.config, c.host
     privileged = bool(host.get("Privileged"))
     cpu_shares, cpu_quota, cpu_period = launchopts.cpu(host)
+    no_new_privs, seccomp_profile = launchopts.security(host)
     uid, gid, groups, home = users.resolve(cfg.get("User") or "", view)
     env = environment(cfg, cfg.get("Hostname") or c.short_id, home)
     # The process's hostname is its HOSTNAME, which Env may override (as in Docker 0.6).
@@ -46,5 +48,15 @@ def build(c, layers, view, driver, layers_dir):
         caps=caps.effective(host.get("CapAdd"), host.get("CapDrop"), privileged),
         privileged=privileged, readonly_rootfs=bool(host.get("ReadonlyRootfs")),
         init=bool(host.get("Init")), tmpfs=launchopts.tmpfs(host),
-        pids_limit=max(host.get("PidsLimit") or 0, 0),
-        cpu_shares=cpu_shares, cpu_quota=cpu_quota, cpu_period=cpu_period)
+        pids_limit=pids_limit(host.get("PidsLimit"), default_pids_limit),
+        cpu_shares=cpu_shares, cpu_quota=cpu_quota, cpu_period=cpu_period,
+        no_new_privs=no_new_privs, seccomp=seccomp_profile)
+
+
+def pids_limit(given, default):
+    """The cgroup's pids.max: the daemon's default when PidsLimit is unset
+    (null, or absent from an old record); 0 or -1 is unlimited (0 here), as
+    in Docker's API."""
+    if given is None:
+        return max(default, 0)
+    return given if given > 0 else 0

@@ -222,7 +222,7 @@ def start(plan):
         spec = native.ExecSpec(argv=list(plan.argv), env=_with_home(plan.env, home), cwd=plan.cwd or "/",
                                ns_fds=ns_fds, ns_names=ns_names, caps=caps, uid=uid, gid=gid,
                                groups=groups, cgroup_fds=cg_fds, cgroup_paths=joins, tty=plan.tty,
-                               no_new_privs=nnp)
+                               no_new_privs=nnp, seccomp=plan.container.seccomp)
         stdin_w = None if plan.tty else pipes(spec, plan.open_stdin, keep, close_after)
         child = native.exec_in(spec)
         try:

@@ -40,6 +40,8 @@ class LaunchPlan:
     privileged: bool = False        # all caps, no masked paths, /sys rw, the host's devices
     readonly_rootfs: bool = False
     init: bool = False              # run argv under pyd-init (pid 1, reaps, forwards signals)
+    no_new_privs: bool = True       # PR_SET_NO_NEW_PRIVS (SecurityOpt no-new-privileges)
+    seccomp: Optional[dict] = None  # a seccomp profile (runtime.seccomp), None: unconfined
     # (container target, options "size=64m,mode=1777"), as Docker's Tmpfs.
     tmpfs: List[Tuple[str, str]] = field(default_factory=list)
     # Limits the cgroups apply (runtime.cgroups); 0 = none.

@@ -102,6 +102,7 @@ class Process(Stdio):
         self.stdin_w = stdin_w      # fd stdin is written into, or None
         self.pty_master = pty_master
         self.output = output
+        self.seccomp = b""          # its BPF program (runtime.seccomp), set by start
         self._stdin_lock = threading.Lock()
 
     # -- tty and processes -----------------------------------------------
@@ -306,6 +307,7 @@ class Runtime:
             run = self._runs.get(plan.cid, 0) + 1
             self._runs[plan.cid] = run
             proc = Process(plan.cid, run, child.pid, pidfd, cg, outs, stdin_w, child.pty_master, output)
+            proc.seccomp = spec.seccomp     # exec processes get the container's filter
             self._procs[plan.cid] = proc
             self._changed.notify_all()
         log.info("started %s (pid %d): %s", plan.cid[:12], child.pid, " ".join(spec.argv)[:200])

@@ -5,7 +5,7 @@ devices) are filled in by runtime.process."""
 import posixpath
 
 from .. import native
-from . import caps as capabilities
+from . import caps as capabilities, seccomp
 from .plan import LaunchPlan
 
 NETWORKS = ("none", "host", "join")
@@ -86,6 +86,10 @@ def to_spec(plan: LaunchPlan) -> native.LaunchSpec:
     binds = list(plan.mounts)
     # Privileged: every capability; the shim keeps those the kernel has.
     caps = capabilities.NAMES if plan.privileged else plan.caps
+    mask = capabilities.mask(caps)
+    program = b""
+    if plan.seccomp is not None and not plan.privileged:
+        program = seccomp.program_for(plan.seccomp, mask, native.syscall_nr, native.audit_arch())
     return native.LaunchSpec(
         rootfs=plan.rootfs, hostname=plan.hostname, argv=list(plan.argv), env=list(plan.env),
         cwd=plan.cwd or "/", uid=plan.uid, gid=plan.gid, groups=list(plan.groups),
@@ -93,7 +97,7 @@ def to_spec(plan: LaunchPlan) -> native.LaunchSpec:
         lowerdirs=list(storage.pop("lowerdirs", ())), upperdir=storage.pop("upperdir", None),
         workdir=storage.pop("workdir", None), layers_dir=storage.pop("layers_dir", None),
         rootfs_source=storage.pop("rootfs_source", None),
-        caps=capabilities.mask(caps), privileged=plan.privileged,
+        caps=mask, privileged=plan.privileged, no_new_privs=plan.no_new_privs, seccomp=program,
         readonly_rootfs=plan.readonly_rootfs, share_netns=plan.network == "host",
         netns_fd=plan.netns_fd if plan.network == "join" else None,
         tmpfs=tmpfs_entries(plan.tmpfs, binds), init=plan.init, **storage)

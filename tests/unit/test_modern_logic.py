@@ -182,7 +182,7 @@ def test_create_config_maps_host_config():
     flat = modern.create_config({"Image": "busybox", "Cmd": ["true"], "Labels": {"a": "b"},
                                  "HostConfig": {"Memory": 10, "VolumesFrom": ["x:ro", "y"], "PidsLimit": 0,
                                                 "RestartPolicy": {"Name": "always"}, "Unknown": 1}})
-    assert flat["Memory"] == 10 and flat["VolumesFrom"] == "x:ro,y" and flat["PidsLimit"] is None
+    assert flat["Memory"] == 10 and flat["VolumesFrom"] == "x:ro,y" and flat["PidsLimit"] == -1
     assert flat["RestartPolicy"] == {"Name": "always"} and "Unknown" not in flat and flat["Labels"] == {"a": "b"}
     with pytest.raises(errors.BadParameter):
         modern.create_config({"Image": "busybox", "HostConfig": []})
