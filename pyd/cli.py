@@ -15,9 +15,13 @@ import sys
 import threading
 
 from . import __version__
-from .config import DEFAULT_HOSTS, Config, is_loopback, parse_host
+from .config import DEFAULT_HOSTS, DEFAULT_TCP_PORT, Config, is_loopback, parse_host
+from .http.tls import DEFAULT_TLS_PORT, default_cert_dir
 
 log = logging.getLogger("pyd")
+
+DEFAULT_TLS_HOSTS = (DEFAULT_HOSTS[0], f"tcp://127.0.0.1:{DEFAULT_TLS_PORT}")
+PLAIN_TCP_PAUSE = 15     # seconds, as dockerd
 
 
 def build_parser():
@@ -49,6 +53,13 @@ def build_parser():
     p.add_argument("--dns-upstream", action="append", type=_upstream, metavar="IP[:PORT]",
                    help="where the DNS server of user networks forwards names it does not know "
                         "(repeatable; default: the host's resolv.conf nameservers; 'none': nowhere)")
+    for flag, what in (("--tls", "serve TLS on TCP listeners (--tlscert, --tlskey)"),
+                       ("--tlsverify", "serve TLS and require client certificates signed by --tlscacert")):
+        p.add_argument(flag, nargs="?", const=True, default=None, type=_bool, metavar="BOOL",
+                       help=f"{what}; a tcp listener without a port then gets 2376")
+    for flag, name in (("--tlscacert", "ca.pem"), ("--tlscert", "cert.pem"), ("--tlskey", "key.pem")):
+        p.add_argument(flag, default=None, metavar="PATH",
+                       help=f"(default: $DOCKER_CERT_PATH/{name}, else ~/.docker/{name})")
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]|CIDR",
                    help="a registry that may be spoken to over plain HTTP or unverified HTTPS (repeatable; "
                         "localhost and 127.0.0.0/8 always may)")
@@ -141,13 +152,20 @@ def main(argv=None):
         return 0
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s %(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
+    tls_on = bool(args.tls or args.tlsverify)
+    hosts = args.hosts or (DEFAULT_TLS_HOSTS if tls_on else DEFAULT_HOSTS)
     try:
-        listeners = [parse_host(h) for h in (args.hosts or DEFAULT_HOSTS)]
+        listeners = [parse_host(h, DEFAULT_TLS_PORT if tls_on else DEFAULT_TCP_PORT) for h in hosts]
     except ValueError as e:
         print(f"pyd: {e}", file=sys.stderr)
         return 2
+    certs = default_cert_dir()
     config = Config(root=os.path.abspath(args.root), pidfile=os.path.abspath(args.pidfile),
-                    hosts=tuple(args.hosts or DEFAULT_HOSTS), cors=args.api_enable_cors, debug=args.debug,
+                    hosts=tuple(hosts), cors=args.api_enable_cors, debug=args.debug,
+                    tls=tls_on, tls_verify=bool(args.tlsverify),
+                    tls_ca=args.tlscacert or os.path.join(certs, "ca.pem"),
+                    tls_cert=args.tlscert or os.path.join(certs, "cert.pem"),
+                    tls_key=args.tlskey or os.path.join(certs, "key.pem"),
                     allow_privileged=args.allow_privileged, allowed_hosts=tuple(args.allow_host),
                     max_connections=max(1, args.max_connections),
                     default_pids_limit=max(0, args.default_pids_limit),
@@ -156,6 +174,10 @@ def main(argv=None):
                     dns_upstream=None if args.dns_upstream is None else [u for u in args.dns_upstream if u],
                     insecure_registries=tuple(args.insecure_registry),
                     registry_mirrors=tuple(args.registry_mirror))
+    # dockerd's rule: a network-reachable API without TLS, and no explicit
+    # --tls=false, is worth a loud warning and a pause the operator notices.
+    explicit_plain = args.tls is False or args.tlsverify is False
+    config.extra["plain_tcp_pause"] = 0 if tls_on or explicit_plain else PLAIN_TCP_PAUSE
     try:
         return run(config, listeners)
     except AlreadyRunning as e:
@@ -190,6 +212,7 @@ def _bootloader_pid():
 def run(config, listeners):
     from .api.routes import Api
     from .engine.facade import Engine
+    from .http import tls
     from .http.server import App, Server
     from .store.format import RootError
 
@@ -201,8 +224,13 @@ def run(config, listeners):
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
+    try:
+        tls_context = tls.context(config)
+    except OSError as e:   # ssl.SSLError is one too
+        print(f"pyd: TLS: {e}", file=sys.stderr)
+        return 1
     engine = Engine(config)
-    server = Server(App(config, engine, Api()))
+    server = Server(App(config, engine, Api(), tls=tls_context))
     try:
         engine.start()
         for kind, where in listeners:
@@ -213,9 +241,16 @@ def run(config, listeners):
                 host, port = where
                 port = server.listen_tcp(host, port)
                 log.info("listening on tcp://%s:%d", host, port)
-                if not is_loopback(host):
+                if not is_loopback(host) and not config.tls_verify:
                     log.warning("WARNING: the API on tcp://%s:%d is reachable from the network and "
-                                "gives root on this host to anyone who can connect to it", host, port)
+                                "gives root on this host to anyone who can connect to it%s", host, port,
+                                "" if config.tls else "; use --tlsverify with client certificates")
+                    pause = config.extra.get("plain_tcp_pause", 0)
+                    if pause and not config.tls:
+                        log.warning("WARNING: waiting %ds before serving it (--tls=false says you "
+                                    "mean it and skips this)", pause)
+                        if stop.wait(pause):
+                            return 0
         server.start()
         log.info("pyd %s ready (root %s)", __import__("pyd").__version__, config.root)
         while not stop.wait(3600):

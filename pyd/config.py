@@ -56,6 +56,12 @@ class Config:
     # plain HTTP besides localhost and 127.0.0.0/8, and Docker Hub mirrors
     # (scheme://host[:port]) tried before the Hub.
     insecure_registries: tuple = ()
+    # TLS on the TCP listeners (http.tls): --tls, --tlsverify and the PEM files.
+    tls: bool = False
+    tls_verify: bool = False
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
     registry_mirrors: tuple = ()
     extra: dict = field(default_factory=dict)
 
@@ -94,7 +100,7 @@ class Config:
         return os.path.join(self.root, "tmp")
 
 
-def parse_host(spec):
+def parse_host(spec, default_port=DEFAULT_TCP_PORT):
     """Turn a -H value into ("unix", path) or ("tcp", (host, port)).
 
     Accepts what `docker -d -H` accepted: unix:///path, tcp://host:port,
@@ -120,7 +126,7 @@ def parse_host(spec):
             host, port = rest, ""
     host = host or "127.0.0.1"
     try:
-        port = int(port) if port else DEFAULT_TCP_PORT
+        port = int(port) if port else default_port
     except ValueError:
         raise ValueError(f"invalid port in -H {spec!r}") from None
     if not 0 <= port <= 65535:

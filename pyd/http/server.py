@@ -39,9 +39,46 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self):
         self.timeout = self.server.app.config.idle_timeout
+        self.tls_failed = False
+        self._accepted = self.request
+        tls = self.server.app.tls if self.server.address_family != socket.AF_UNIX else None
+        if tls is not None:
+            self._handshake(tls)
+            if self.tls_failed:
+                return      # the TLS socket is closed: nothing to read or write
         super().setup()
-        if self.server.address_family in (socket.AF_INET, socket.AF_INET6):
+        if self.server.address_family in (socket.AF_INET, socket.AF_INET6) and not self.tls_failed:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _handshake(self, tls):
+        """TLS on this connection's own thread, bounded by the head timeout. The
+        slot follows the TLS socket (wrap_socket detaches the plain one)."""
+        raw = self.request
+        raw.settimeout(self.server.app.config.head_timeout)
+        try:
+            wrapped = tls.wrap_socket(raw, server_side=True)
+        except (OSError, ValueError) as e:   # ssl.SSLError: no or a bad certificate, not TLS...
+            log.info("%s: TLS handshake failed: %s", self.client_address[0] if self.client_address else "?", e)
+            self.tls_failed = True
+            return
+        self.server.slots.replace(raw, wrapped)
+        self.request = wrapped
+
+    def handle(self):
+        if not self.tls_failed:
+            super().handle()
+
+    def finish(self):
+        if self.tls_failed:
+            return
+        try:
+            super().finish()
+        finally:
+            if self.request is not self._accepted:     # a TLS socket: ours to close
+                try:
+                    self.request.close()
+                except OSError:
+                    pass
 
     def address_string(self):
         # On a unix socket client_address is '' (DESIGN.md, stdlib quirks).
@@ -195,7 +232,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             ready, _, _ = select.select([sock], [], [], 0)
             if not ready:
                 return False
-            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            # The plain socket call: an SSLSocket refuses flags, and a peek at
+            # the raw bytes is all this needs (EOF is EOF under TLS too).
+            return socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except BlockingIOError:
             return False
         except (OSError, ValueError):
@@ -287,6 +326,7 @@ class _Slots:
         self.head_timeout = head_timeout
         self.open = set()
         self._state = {}            # sock -> (state, since)
+        self._alias = {}            # TLS socket -> the accepted one it replaced
         self._reaper = None
 
     def enter(self, sock):
@@ -303,9 +343,20 @@ class _Slots:
 
     def leave(self, sock):
         with self._lock:
-            self.open.discard(sock)
-            self._state.pop(sock, None)
+            for s in [t for t, o in self._alias.items() if o is sock] + [sock]:
+                self.open.discard(s)
+                self._state.pop(s, None)
+                self._alias.pop(s, None)
         self._sem.release()
+
+    def replace(self, old, new):
+        """The connection's socket is now `new` (TLS): keep its slot and state."""
+        with self._lock:
+            if old in self.open:
+                self.open.discard(old)
+                self.open.add(new)
+                self._state[new] = self._state.pop(old, (_IDLE, time.monotonic()))
+                self._alias[new] = old
 
     def mark(self, sock, state):
         with self._lock:
@@ -399,11 +450,12 @@ class App:
     (negotiate(path) -> (version, path, surface), match(method, path),
     default_surface(), advertised)."""
 
-    def __init__(self, config, engine, api):
+    def __init__(self, config, engine, api, tls=None):
         self.config = config
         self.engine = engine
         self.api = api
         self.guard = Guard(config.cors, config.allowed_hosts)
+        self.tls = tls          # an ssl.SSLContext for TCP listeners (http.tls), or None
 
 
 class Server:

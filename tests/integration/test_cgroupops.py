@@ -487,7 +487,7 @@ def test_update_with_docker_cli_zeros_and_restart_policy(daemon, api, started):
     assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
     assert host["Memory"] == 64 * MiB  # 0 left it as it was
     assert int(cg("memory", cid, "memory.limit_in_bytes")) == 64 * MiB
-    assert cg("pids", cid, "pids.max") == "max"
+    assert cg("pids", cid, "pids.max") == "4096"  # the daemon's default, left as it was by PidsLimit null
 
 
 # -- top with ps_args ------------------------------------------------------------

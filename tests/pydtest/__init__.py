@@ -311,7 +311,10 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if self.api.get("/_ping", timeout=2).status == 200:
+                # Over TLS the TCP port speaks no plain HTTP: the unix socket answers then.
+                tls = any(a.startswith("--tls") for a in self.extra_args)
+                ping = self.unix_api if tls else self.api
+                if (not tls or os.path.exists(self.sock)) and ping.get("/_ping", timeout=2).status == 200:
                     return self
             except OSError:
                 pass

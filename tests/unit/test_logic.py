@@ -29,6 +29,19 @@ def test_parse_host(spec, want):
     assert parse_host(spec) == want
 
 
+def test_parse_host_with_tls_defaults_to_2376():
+    assert parse_host("tcp://0.0.0.0", 2376) == ("tcp", ("0.0.0.0", 2376))
+    assert parse_host("tcp://127.0.0.1:4243", 2376) == ("tcp", ("127.0.0.1", 4243))
+
+
+def test_tls_flags_and_the_plain_tcp_pause():
+    from pyd.cli import build_parser
+    a = build_parser().parse_args(["--tlsverify", "--tlscacert", "/c/ca.pem"])
+    assert a.tlsverify is True and a.tls is None and a.tlscacert == "/c/ca.pem"
+    a = build_parser().parse_args(["--tls=false"])
+    assert a.tls is False
+
+
 @pytest.mark.parametrize("spec", ["unix://relative", "fd://", "tcp://h:99999", "tcp://h:port", "udp://x:1"])
 def test_parse_host_refuses(spec):
     with pytest.raises(ValueError):
