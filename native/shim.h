@@ -192,6 +192,8 @@ int pyd_mount(const char *source, const char *target, const char *fstype,
               unsigned long flags, const char *data);
 int pyd_umount(const char *target, int flags);
 int pyd_set_pdeathsig(int sig);
+/* syncfs(2) of the filesystem holding `fd`: 0 or -errno. */
+int pyd_syncfs(int fd);
 
 /* The pyd-init executable built into the shim (native/init.c, linked
  * statically, so it runs in any image): the caller writes these bytes to a

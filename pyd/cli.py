@@ -67,6 +67,9 @@ def build_parser():
                    help="a Docker Hub mirror (scheme://host[:port]) tried before the Hub (repeatable)")
     p.add_argument("--default-pids-limit", type=int, default=Config.default_pids_limit, metavar="N",
                    help="pids.max of containers that set no PidsLimit (default %(default)s; 0: none)")
+    p.add_argument("--max-layer-size", type=_size, default=Config.max_layer_size, metavar="SIZE",
+                   help="the most one layer's decompressed tar (import, load, pull) may hold, e.g. 64g "
+                        "(default 64g)")
     p.add_argument("--max-connections", type=int, default=Config.max_connections, metavar="N",
                    help="connections served at once (default %(default)s); past it a new client takes the "
                         "slot of a slow or idle one, or gets 503 when all are busy")
@@ -82,6 +85,19 @@ def _bool(text):
     if str(text).lower() in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def _size(text):
+    """'64g', '512m', '1048576' -> bytes."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = str(text).strip().lower().rstrip("b")
+    try:
+        n = int(t[:-1]) * units[t[-1]] if t and t[-1] in units else int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 64g, 512m)") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"a size must be positive: {text!r}")
+    return n
 
 
 def _interface(text):
@@ -169,6 +185,7 @@ def main(argv=None):
                     allow_privileged=args.allow_privileged, allowed_hosts=tuple(args.allow_host),
                     max_connections=max(1, args.max_connections),
                     default_pids_limit=max(0, args.default_pids_limit),
+                    max_layer_size=args.max_layer_size,
                     storage_driver=args.storage_driver, bridge=args.bridge, bip=args.bip, default_ip=args.ip,
                     iptables=args.iptables, ip_forward=args.ip_forward, ip_masq=args.ip_masq,
                     dns_upstream=None if args.dns_upstream is None else [u for u in args.dns_upstream if u],
@@ -216,7 +233,11 @@ def run(config, listeners):
     from .http.server import App, Server
     from .store.format import RootError
 
-    os.makedirs(config.root, mode=0o711, exist_ok=True)
+    # 0700: no local user may walk into layers or containers and run a setuid
+    # binary found there (CVE-2021-41091); a root made looser earlier is tightened.
+    os.makedirs(config.root, mode=0o700, exist_ok=True)
+    if os.stat(config.root).st_mode & 0o077:
+        os.chmod(config.root, 0o700)
     main_pid = _bootloader_pid() or os.getpid()
     root_lock = _lock_file(config.lock_path, "data root", main_pid)
     pid_lock = _lock_file(config.pidfile, "pidfile", main_pid)

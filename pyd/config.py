@@ -39,6 +39,9 @@ class Config:
     # (or a `remote` context), are bounded so that a client cannot fill the disk.
     max_build_context: int = 4 << 30
     max_build_download: int = 1 << 30
+    # One layer's decompressed tar (import, load, pull), and a docker load
+    # archive: a tar that would write more is refused (--max-layer-size).
+    max_layer_size: int = 64 << 30
     # Networking (engine.networking): the default bridge's name (None: pyd0;
     # "none": no networking, as dockerd's -b none), its address (--bip), the
     # host address published ports bind by default (--ip), and dockerd's

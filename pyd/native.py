@@ -510,6 +510,18 @@ def umount(target, flags=0):
         raise OSError(-rc, f"umount {target}: {os.strerror(-rc)}")
 
 
+def syncfs(path):
+    """Write out everything cached for the filesystem holding `path` (syncfs(2))."""
+    ffi, lib = _shim()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        rc = lib.pyd_syncfs(fd)
+    finally:
+        os.close(fd)
+    if rc < 0:
+        raise OSError(-rc, f"syncfs {path}: {os.strerror(-rc)}")
+
+
 def set_parent_death_signal(sig):
     """prctl(PR_SET_PDEATHSIG): receive `sig` when the parent process dies."""
     ffi, lib = _shim()

@@ -197,7 +197,7 @@ class Engine:
         `changes`: Dockerfile-style lines (CMD, ENV...) set in its config."""
         overrides = dockerfile_changes.apply(createconfig.empty_config(), changes) if changes else None
         img = fsops.import_tar(self.images, self.config.tmp_dir, fileobj, total, progress, comment,
-                               overrides)
+                               run_config=overrides, max_bytes=self.config.max_layer_size)
         self.events.publish("image", "import", "sha256:" + img.id)
         if repo:
             self._tag(img.id, repo, tag, force=True)  # an import moves the tag, as in Docker
@@ -1146,7 +1146,8 @@ class Engine:
         wrong with the archive itself fails here, before any output. Returns
         the generator of its messages (imagearchive.Progress, Text) that
         stores the layers and images; the archive's files go when it ends."""
-        loader = imagearchive.Loader(self.images, self.layers, self.config.tmp_dir, body)
+        loader = imagearchive.Loader(self.images, self.layers, self.config.tmp_dir, body,
+                                     self.config.max_layer_size)
 
         def messages():
             try:

@@ -63,9 +63,10 @@ def image_config(parent, diff_id, run_config, container="", container_config=Non
     return cfg
 
 
-def import_tar(images, tmp_dir, fileobj, total, progress, comment="", run_config=None):
+def import_tar(images, tmp_dir, fileobj, total, progress, comment="", run_config=None, max_bytes=None):
     """A tar (any compression) as a new base image; returns the Image.
-    `run_config`: the image's config (from import's changes), or none."""
+    `run_config`: the image's config (from import's changes), or none;
+    `max_bytes`: the bound on the decompressed tar (tarsafe.extract)."""
     work = new_work_dir(tmp_dir, "import")
     try:
         layer = os.path.join(work, "layer")
@@ -74,7 +75,7 @@ def import_tar(images, tmp_dir, fileobj, total, progress, comment="", run_config
         try:
             with open(split, "wb") as split_file:
                 result = tarsafe.extract(fileobj, layer, on_progress=lambda n: progress("Importing", n, total),
-                                         split=split_file)
+                                         split=split_file, max_bytes=max_bytes)
         except tarsafe.BadTar as e:
             raise errors.BadParameter(f"invalid tar: {e}") from e
         return images.create_with_layer(

@@ -558,6 +558,7 @@ class Loader:
 
     def __init__(self, images, layers, tmp_dir, body, max_size=None):
         self.images, self.layers, self.tmp_dir = images, layers, tmp_dir
+        self.max_size = max_size    # the archive's, and each layer's, decompressed bytes
         self.work = fsops.new_work_dir(tmp_dir, "load")
         self.root_fd = None
         try:
@@ -565,7 +566,7 @@ class Loader:
             os.mkdir(self.root, 0o700)
             try:
                 tarsafe.extract(body, self.root, whiteouts=False, replace_types=False, root_attrs=False,
-                                owner=(0, 0))
+                                owner=(0, 0), max_bytes=max_size)
             except tarsafe.BadTar as e:
                 raise _bad(str(e)) from e
             self.root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -777,7 +778,7 @@ class Loader:
                         yield Progress(short_id, 0, total)
                     try:
                         with open(split, "wb") as split_file:
-                            result = tarsafe.extract(f, dest, split=split_file)
+                            result = tarsafe.extract(f, dest, split=split_file, max_bytes=self.max_size)
                     except tarsafe.BadTar as err:
                         raise errors.BadParameter(f"invalid layer {i} ({name}): {err}") from err
                     if not quiet:

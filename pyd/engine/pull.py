@@ -211,7 +211,8 @@ class Pull:
             stream = _decompressor(desc.get("mediaType") or "", src)
             try:
                 with open(split, "wb") as split_file:
-                    result = tarsafe.extract(stream, dest, split=split_file)
+                    result = tarsafe.extract(stream, dest, split=split_file,
+                                             max_bytes=self.engine.config.max_layer_size)
             except tarsafe.BadTar as e:
                 raise errors.PydError(f"layer {short}: {e}") from e
             src.finish()

@@ -293,6 +293,7 @@ class _Hasher:
         self._queue: Optional[queue.Queue] = None
         self._thread: Optional[threading.Thread] = None
         self.on_data: Optional[Callable[[bytes], None]] = None   # sees every byte, in order
+        self.limit: Optional[int] = None    # decompressed bytes allowed (extract's max_bytes)
 
     def _hash_loop(self) -> None:
         q, sha = self._queue, self._sha
@@ -318,6 +319,9 @@ class _Hasher:
                 return b""
             self._hash(data)
             self.count += len(data)
+            if self.limit is not None and self.count > self.limit:
+                raise BadTar(f"the tar is larger than {self.limit} bytes uncompressed, the bound "
+                             "set for one layer (pyd --max-layer-size)")
             if self.on_data is not None:
                 self.on_data(data)
             self._buf, self._off = data, 0
@@ -882,7 +886,7 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
             on_progress: Optional[Callable[[int], None]] = None,
             whiteouts: bool = True, replace_types: bool = True, root_attrs: bool = True,
             owner: Optional[Tuple[int, int]] = None, decompress: bool = True,
-            split: Optional[BinaryIO] = None) -> ExtractResult:
+            split: Optional[BinaryIO] = None, max_bytes: Optional[int] = None) -> ExtractResult:
     """Apply the tar stream ``fileobj`` (raw, gzip, bzip2 or xz) to the
     existing directory ``dest``.
 
@@ -902,6 +906,10 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
     once at the end.  On error the exception propagates and ``dest`` may
     hold a partial result: the caller removes it (see ``remove_tree``).
 
+    ``max_bytes`` bounds the decompressed stream (BadTar past it): what is
+    written is never more than what is read (sparse holes cost nothing), so
+    no tar, however well it compresses, writes more than that.
+
     ``split``, a binary file open for writing, receives the tar split of
     the decompressed stream (fs/tarsplit.py): with it and ``dest``,
     tarsplit.write gives back the stream byte for byte.  Written only on
@@ -910,6 +918,7 @@ def extract(fileobj: BinaryIO, dest: Union[str, os.PathLike], *,
     """
     peek = fileobj if isinstance(fileobj, _Peekable) else _Peekable(fileobj, on_progress)
     hasher = _Hasher(_open_decompressed(peek) if decompress else peek)
+    hasher.limit = max_bytes
     info_cls = _bounded_tarinfo_class(max_member_header)
     root_fd = os.open(os.fspath(dest), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     ex = _Extractor(root_fd, whiteouts, replace_types, root_attrs)

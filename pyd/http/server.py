@@ -481,6 +481,7 @@ class Server:
             srv = _UnixListener(path, Handler, bind_and_activate=True)
         finally:
             os.umask(old)
+        _give_to_group(path)
         self._add(srv)
         return path
 
@@ -522,6 +523,26 @@ class Server:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+SOCKET_GROUPS = ("pyd", "docker")
+
+
+def _give_to_group(path):
+    """The socket is root's and mode 0660; its group is `pyd`, else `docker`,
+    when one exists (as dockerd's -G docker), so that its members may use it."""
+    import grp
+    for name in SOCKET_GROUPS:
+        try:
+            gid = grp.getgrnam(name).gr_gid
+        except KeyError:
+            continue
+        try:
+            os.chown(path, 0, gid)
+        except OSError as e:
+            log.warning("cannot give %s to group %s: %s", path, name, e)
+        return name
+    return None
 
 
 def _remove_stale_socket(path):

@@ -27,6 +27,7 @@ import uuid
 from .. import errors
 from ..fs import layerfs, tarsplit
 from ..fs.tarsafe import remove_tree
+from .. import native
 from . import atomic
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,11 @@ class LayerStore:
         with the same diff id already stored wins and `src_dir` is removed;
         it takes `split` if it has none (the same tar gives the same files)."""
         dest = self.path(diff_id)
+        # The files reach the disk before the record that names them (a power
+        # cut must not leave a record of a layer whose data was lost); outside
+        # the lock, which lookups share.
+        if os.path.isdir(src_dir):
+            native.syncfs(src_dir)
         with self._lock:
             if diff_id in self._size:
                 remove_tree(src_dir)

@@ -51,6 +51,33 @@ def test_unix_socket_serves_the_same(daemon):
     assert set(daemon.unix_api.get("/v1.3/info").json()) >= {"Containers", "KernelVersion"}
 
 
+def test_the_unix_socket_is_0660_and_its_group_pyd_or_docker(daemon):
+    import grp
+    import stat as st
+    info = os.stat(daemon.sock)
+    assert st.S_ISSOCK(info.st_mode) and st.S_IMODE(info.st_mode) == 0o660
+    assert info.st_uid == 0
+    groups = {}
+    for name in ("pyd", "docker"):
+        try:
+            groups[name] = grp.getgrnam(name).gr_gid
+        except KeyError:
+            pass
+    want = groups.get("pyd", groups.get("docker", 0))
+    assert info.st_gid == want, (info.st_gid, groups)
+
+
+def test_the_data_root_is_0700_and_a_loose_one_is_tightened(daemon, new_daemon, tmp_path):
+    import stat as st
+    assert st.S_IMODE(os.stat(daemon.root).st_mode) == 0o700
+    loose = tmp_path / "loose-root"
+    loose.mkdir(mode=0o755)
+    os.chmod(loose, 0o755)
+    d = new_daemon(root=loose).start()
+    assert st.S_IMODE(os.stat(loose).st_mode) == 0o700   # nothing under it is reachable then
+    d.stop()
+
+
 def test_curl_over_tcp_and_unix(daemon):
     out = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{daemon.port}/v1.3/version"],
                          capture_output=True, check=True).stdout

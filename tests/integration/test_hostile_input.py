@@ -109,3 +109,33 @@ def test_broken_create_bodies_are_400_with_a_message(api, busybox, body):
     r = api.post(f"{V}/containers/create", body, headers={"Content-Type": "application/json"})
     assert r.status == 400, r
     assert json.loads(r.body)["message"]
+
+
+def test_a_layer_past_the_size_bound_writes_nothing(new_daemon):
+    import gzip
+    import io
+    import tarfile
+    d = new_daemon(extra_args=["--max-layer-size", "1m"]).start()
+    try:
+        before = d.api.get(f"{V}/images/json?all=1").json()
+        # A gzip bomb: 64 MiB of zeros in a tar, about 64 KiB compressed.
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            ti = tarfile.TarInfo("zeros")
+            ti.size = 64 << 20
+            tf.addfile(ti, io.BytesIO(bytes(64 << 20)))
+        bomb = gzip.compress(buf.getvalue(), compresslevel=9)
+        assert len(bomb) < 1 << 20
+        r = d.api.post(f"{V}/images/create?fromSrc=-&repo=bomb&tag=1", bomb,
+                       headers={"Content-Type": "application/x-tar"}, timeout=60)
+        assert r.status == 200 and b"larger than" in r.body, r
+        assert d.api.get(f"{V}/images/json?all=1").json() == before
+        assert d.api.get(f"{V}/images/bomb:1/json").status == 404
+        assert os.listdir(os.path.join(d.root, "tmp")) == []
+        assert [e for e in os.listdir(os.path.join(d.root, "layers", "sha256"))] == []
+        # docker load of the same: refused before anything is stored.
+        r = d.api.post(f"{V}/images/load", bomb, headers={"Content-Type": "application/x-tar"}, timeout=60)
+        assert r.status in (200, 400) and b"larger than" in r.body, r
+        assert d.api.get(f"{V}/images/json?all=1").json() == before
+    finally:
+        d.stop()
