@@ -48,6 +48,14 @@ TRANSITIONS = {
 
 DURABLE = {CREATED, EXITED}
 
+# A move whose record cannot be written (a full disk): "starting" comes before
+# the work, so it is undone and the start refused; every other move records
+# what already happened (a process ran, exited, froze; a removal began), so
+# it stands in memory, which is the truth, and the record is written again at
+# the container's next save. A daemon killed meanwhile finds the older record,
+# which recovery settles as after any crash.
+UNDONE_WHEN_UNSAVED = {STARTING}
+
 # The event each arrival publishes (Docker's action names where Docker has one).
 ACTIONS = {CREATED: "create", STARTING: None, RUNNING: "start", PAUSED: "pause", EXITED: "die",
            REMOVING: None, REMOVED: "destroy"}
@@ -90,11 +98,20 @@ class Lifecycle:
             old = c.status
             if new not in TRANSITIONS[old]:
                 raise refuse(c, old, new)
+            before = dict(c.state)
             c.state.update(state, status=new)
+            if persist:
+                try:
+                    self.store.save(c, durable=new in DURABLE)
+                except OSError as e:
+                    if new in UNDONE_WHEN_UNSAVED:
+                        c.state.clear()
+                        c.state.update(before)
+                        raise
+                    log.error("container %s is %s, but its record could not be written (%s); "
+                              "it is written at its next change", c.short_id, new, e.strerror or e)
             if new == EXITED:
                 c.exits += 1
-            if persist:
-                self.store.save(c, durable=new in DURABLE)
             c.changed.notify_all()
         action = UNPAUSE if (old, new) == (PAUSED, RUNNING) else ACTIONS[new]
         if action:
@@ -130,7 +147,7 @@ class Lifecycle:
         worth an fsync; the next durable move carries it too."""
         with c.lock:
             c.state["health"] = health
-            self.store.save(c, durable=False)
+            self._save_soft(c, durable=False)
             c.changed.notify_all()
 
     def stopped_by_user(self, c):
@@ -141,7 +158,16 @@ class Lifecycle:
                 return
             c.state["stopped_by_user"] = True
             if c.status not in ALIVE:
-                self.store.save(c)
+                self._save_soft(c)
+
+    def _save_soft(self, c, durable=True):
+        """A fact, not a move: a record that cannot be written (a full disk)
+        must not fail the kill or the health check that came with it."""
+        try:
+            self.store.save(c, durable=durable)
+        except OSError as e:
+            log.error("container %s: its record could not be written (%s); it is written at its "
+                      "next change", c.short_id, e.strerror or e)
 
     def start_failed(self, c, back_to, error):
         self._move(c, back_to, error=error)

@@ -16,12 +16,16 @@ and the other clients go on. See docs/attach.md.
 """
 
 import collections
+import errno
+import logging
 import os
 import struct
 import threading
 import time
 
 STDIN, STDOUT, STDERR = 0, 1, 2
+log = logging.getLogger(__name__)
+
 _HEAD = struct.Struct(">BxxxIQ")
 LOG = "stdio.log"
 DEFAULT_MAX_PENDING = 4 << 20
@@ -89,6 +93,7 @@ class Output:
         self._subs = []
         self._f = None
         self._size = 0
+        self._lost = False      # the last log write failed (a full disk)
         self.ended = True
 
     def open_for_run(self):
@@ -102,14 +107,31 @@ class Output:
         ns = time.time_ns()
         with self._lock:
             if self._f is not None:
-                if self._size >= self.limit // 2:
-                    self._f.close()
-                    os.replace(self.path, self.old_path)
-                    self._f = open(self.path, "ab", buffering=0)
-                    self._size = 0
-                rec = _HEAD.pack(stream, len(data), ns) + data
-                self._f.write(rec)
-                self._size += len(rec)
+                try:
+                    if self._size >= self.limit // 2:
+                        self._f.close()
+                        os.replace(self.path, self.old_path)
+                        self._f = open(self.path, "ab", buffering=0)
+                        self._size = 0
+                    rec = _HEAD.pack(stream, len(data), ns) + data
+                    if self._f.write(rec) != len(rec):
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    self._size += len(rec)
+                    self._lost = False
+                except OSError as e:
+                    # A full disk: the output still reaches attached clients; the
+                    # log misses it (said once per outage), and the pump goes on.
+                    # A record written in part is cut off, so the log stays whole.
+                    if not self._lost:
+                        log.warning("%s: output not logged: %s", self.path, e.strerror or e)
+                        self._lost = True
+                    if self._f is not None and self._f.closed:
+                        self._f = None
+                    elif self._f is not None:
+                        try:
+                            self._f.truncate(self._size)
+                        except OSError:
+                            pass
             subs = list(self._subs)
         for s in subs:
             s.push(stream, data, ns)
