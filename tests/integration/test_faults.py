@@ -2,6 +2,7 @@
 Each ends with the store consistent and nothing leaked."""
 
 import json
+import socket
 import os
 import signal
 import subprocess
@@ -140,3 +141,177 @@ def test_a_container_that_logs_to_a_full_disk_does_not_hang_the_daemon(new_daemo
         started = time.monotonic()
         d.stop()
         assert time.monotonic() - started < 20, "shutdown took too long"
+
+
+# -- kill -9 of the daemon in the middle of work --------------------------------------
+
+def host_mounts_under(root):
+    with open("/proc/self/mountinfo") as f:
+        return [ln for ln in f if str(root) in ln]
+
+
+def consistent(d):
+    """After a restart: every listed image inspects, with its history; every
+    layer directory belongs to an image; tmp/ is empty; nothing is mounted
+    under the root; every container inspects, and none that claims to run
+    lacks its process."""
+    api = d.api
+    images = api.get(f"{V}/images/json?all=1").json()
+    used = set()
+    for img in images:
+        r = api.get(f"{V}/images/{img['Id']}/json")
+        assert r.status == 200, r
+        used |= {l.partition(":")[2] for l in r.json()["RootFS"]["Layers"]}
+        assert api.get(f"{V}/images/{img['Id']}/history").status == 200
+    layers_dir = os.path.join(d.root, "layers", "sha256")
+    on_disk = {e for e in os.listdir(layers_dir) if len(e) == 64} if os.path.isdir(layers_dir) else set()
+    assert on_disk <= used, f"layers without an image: {on_disk - used}"
+    assert os.listdir(os.path.join(d.root, "tmp")) == []
+    for c in api.get(f"{V}/containers/json?all=1").json():
+        st = api.get(f"{V}/containers/{c['Id']}/json").json()["State"]
+        if st["Running"]:
+            assert st["Pid"] and os.path.exists(f"/proc/{st['Pid']}"), st
+        else:
+            assert cgroup_procs(c["Id"]) == [], c["Id"]
+    mounts = [m for m in host_mounts_under(d.root)
+              if "/containers/" not in m or not any(c["State"] == "running"
+                                                    for c in api.get(f"{V}/containers/json").json())]
+    assert not mounts, mounts
+    return images
+
+
+def send_raw(d, head, body_part=b""):
+    """A request whose answer nobody waits for (the socket stays open)."""
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=30)
+    s.sendall(head + body_part)
+    return s
+
+
+def restart(new_daemon, d):
+    d.kill9()
+    return new_daemon(root=d.root).start()
+
+
+@pytest.fixture
+def killable(new_daemon, busybox_tar):
+    d = new_daemon().start()
+    r = d.api.post("/images/create?fromSrc=-&repo=busybox&tag=latest", busybox_tar,
+                   headers={"Content-Type": "application/x-tar"})
+    assert r.status == 200, r
+    return d
+
+
+def test_kill_9_during_an_import(new_daemon, killable, busybox_tar):
+    d = killable
+    before = {i["Id"] for i in d.api.get(f"{V}/images/json?all=1").json()}
+    big = busybox_tar + bytes(8 << 20)          # the tail is never sent
+    s = send_raw(d, (f"POST {V}/images/create?fromSrc=-&repo=half&tag=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Content-Type: application/x-tar\r\nContent-Length: {len(big)}\r\n\r\n").encode(),
+                 busybox_tar[: len(busybox_tar) // 2])
+    time.sleep(0.5)
+    d2 = restart(new_daemon, d)
+    s.close()
+    images = consistent(d2)
+    assert {i["Id"] for i in images} == before
+    assert d2.api.get(f"{V}/images/half:1/json").status == 404
+    d2.stop()
+
+
+def test_kill_9_during_a_commit(new_daemon, killable):
+    d = killable
+    code, _, cid = d.api.run(["dd", "if=/dev/urandom", "of=/big", "bs=1M", "count=64"])
+    assert code == 0
+    s = send_raw(d, f"POST {V}/commit?container={cid}&repo=mid&tag=commit HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    "Content-Length: 0\r\n\r\n".encode())
+    time.sleep(0.2)
+    d2 = restart(new_daemon, d)
+    s.close()
+    consistent(d2)
+    r = d2.api.get(f"{V}/images/mid:commit/json")
+    if r.status == 200:     # it finished before the kill: then it is whole
+        code, out, _ = d2.api.run(["sh", "-c", "test $(stat -c %s /big) -eq 67108864 && echo whole"],
+                                  image="mid:commit")
+        assert (code, out) == (0, "whole\n")
+    d2.stop()
+
+
+def test_kill_9_during_a_build(new_daemon, killable):
+    import io
+    import tarfile
+    d = killable
+    def context(dockerfile):
+        ctx = io.BytesIO()
+        with tarfile.open(fileobj=ctx, mode="w") as tf:
+            ti = tarfile.TarInfo("Dockerfile")
+            ti.size = len(dockerfile)
+            tf.addfile(ti, io.BytesIO(dockerfile))
+        return ctx.getvalue()
+
+    body = context(b"FROM busybox\nRUN echo one > /one\nRUN sleep 5\nRUN echo never\n")
+    s = send_raw(d, (f"POST {V}/build?t=built:mid HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-tar\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n").encode(), body)
+    time.sleep(2)
+    d2 = restart(new_daemon, d)
+    s.close()
+    consistent(d2)
+    assert d2.api.get(f"{V}/images/built:mid/json").status == 404
+    # The daemon builds again after it.
+    r = d2.api.post(f"{V}/build?t=built:after", context(b"FROM busybox\nRUN echo one > /one\n"),
+                    headers={"Content-Type": "application/x-tar"}, timeout=120)
+    assert r.status == 200 and b"errorDetail" not in r.body, r
+    d2.stop()
+
+
+def test_kill_9_during_a_start(new_daemon, killable):
+    d = killable
+    cids = [d.api.create(["sleep", "60"]) for _ in range(5)]
+    socks = [send_raw(d, f"POST {V}/containers/{cid}/start HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         "Content-Length: 0\r\n\r\n".encode()) for cid in cids]
+    time.sleep(0.05)
+    d2 = restart(new_daemon, d)
+    for s in socks:
+        s.close()
+    consistent(d2)
+    for cid in cids:
+        st = d2.api.get(f"{V}/containers/{cid}/json").json()["State"]
+        assert st["Running"] is False and st["Pid"] == 0, st
+        assert cgroup_procs(cid) == []
+        assert d2.api.post(f"{V}/containers/{cid}/start").status == 204     # and it starts again
+        assert d2.api.delete(f"{V}/containers/{cid}?force=1").status == 204
+    d2.stop()
+
+
+def test_kill_9_during_a_pull(new_daemon, tmp_path, busybox_tar):
+    from tests.pydtest.registry import Registry
+    reg = Registry(tmp_path / "registry").start()
+    try:
+        big = _tar_with(busybox_tar, "big", os.urandom(24 << 20))
+        reg.put_image("mid/pull", "v1", [big])
+        d = new_daemon().start()
+        s = send_raw(d, f"POST {V}/images/create?fromImage={reg.addr}/mid/pull&tag=v1 HTTP/1.1\r\n"
+                        "Host: 127.0.0.1\r\nContent-Length: 0\r\n\r\n".encode())
+        time.sleep(0.3)
+        d2 = restart(new_daemon, d)
+        s.close()
+        images = consistent(d2)
+        if d2.api.get(f"{V}/images/{reg.addr}/mid/pull:v1/json").status != 200:
+            assert images == []
+        r = d2.api.post(f"{V}/images/create?fromImage={reg.addr}/mid/pull&tag=v1", timeout=300)
+        assert r.status == 200 and b"errorDetail" not in r.body, r.body[-500:]
+        assert d2.api.get(f"{V}/images/{reg.addr}/mid/pull:v1/json").status == 200
+        d2.stop()
+    finally:
+        reg.stop()
+
+
+def _tar_with(tar_bytes, name, data):
+    import io
+    import tarfile
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for m in src:
+            dst.addfile(m, src.extractfile(m) if m.isreg() else None)
+        ti = tarfile.TarInfo(name)
+        ti.size, ti.mode = len(data), 0o644
+        dst.addfile(ti, io.BytesIO(data))
+    return out.getvalue()
