@@ -315,3 +315,89 @@ def _tar_with(tar_bytes, name, data):
         ti.size, ti.mode = len(data), 0o644
         dst.addfile(ti, io.BytesIO(data))
     return out.getvalue()
+
+
+# -- clients that leave in the middle, 200 times per endpoint ---------------------------
+
+def _counts(pid):
+    from tests.pydtest import nfds, proc_status
+    return nfds(pid), proc_status(pid, "Threads")
+
+
+def _settle(pid, base, slack, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        now = _counts(pid)
+        if (now[0] <= base[0] + slack and now[1] <= base[1] + slack) or time.monotonic() > deadline:
+            return now
+        time.sleep(0.2)
+
+
+def _leave(d, head, body=b"", read=1):
+    """Send a request, read `read` bytes of the answer (the head begins), drop the connection."""
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=30)
+    try:
+        s.sendall(head + body)
+        if read:
+            s.recv(read)
+    finally:
+        s.close()
+
+
+def test_200_disconnects_per_streaming_endpoint_leave_nothing(daemon, api, busybox):
+    import io
+    import tarfile
+    pid = daemon.server_pid()
+    cid = api.create(["sh", "-c", "while true; do echo tick; sleep 0.2; done"])
+    api.start(cid)
+    ctx = io.BytesIO()
+    with tarfile.open(fileobj=ctx, mode="w") as tf:
+        data = b"FROM busybox\nRUN sleep 30\n"
+        ti = tarfile.TarInfo("Dockerfile")
+        ti.size = len(data)
+        tf.addfile(ti, io.BytesIO(data))
+    context = ctx.getvalue()
+    h = "Host: 127.0.0.1\r\n"
+    endpoints = {
+        "attach": (f"POST /containers/{cid}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\n{h}"
+                   "Content-Length: 0\r\n\r\n").encode(),
+        "logs": f"GET {V}/containers/{cid}/logs?follow=1&stdout=1 HTTP/1.1\r\n{h}\r\n".encode(),
+        "events": f"GET {V}/events HTTP/1.1\r\n{h}\r\n".encode(),
+        "export": f"GET {V}/containers/{cid}/export HTTP/1.1\r\n{h}\r\n".encode(),
+        "wait": f"POST {V}/containers/{cid}/wait HTTP/1.1\r\n{h}Content-Length: 0\r\n\r\n".encode(),
+        "wait-v1.3": f"POST /containers/{cid}/wait HTTP/1.1\r\n{h}Content-Length: 0\r\n\r\n".encode(),
+        # The context half sent: the build never starts.
+        "build-upload": (f"POST {V}/build HTTP/1.1\r\n{h}Content-Type: application/x-tar\r\n"
+                         f"Content-Length: {len(context)}\r\n\r\n").encode(),
+    }
+    try:
+        base = _settle(pid, _counts(pid), 0, timeout=2)
+        for name, head in endpoints.items():
+            for _ in range(200):
+                if name == "build-upload":
+                    _leave(daemon, head, context[: len(context) // 2], read=0)
+                elif name.startswith("wait"):
+                    _leave(daemon, head, read=0)
+                else:
+                    _leave(daemon, head)
+            now = _settle(pid, base, slack=6)
+            assert now[0] <= base[0] + 6 and now[1] <= base[1] + 6, (name, base, now)
+        # Builds left while their RUN step runs: the step's container goes too.
+        for _ in range(10):
+            _leave(daemon, (f"POST {V}/build?rm=1&forcerm=1 HTTP/1.1\r\n{h}Content-Type: application/x-tar\r\n"
+                            f"Content-Length: {len(context)}\r\n\r\n").encode(), context, read=1)
+        now = _settle(pid, base, slack=6, timeout=30)
+        assert now[0] <= base[0] + 6 and now[1] <= base[1] + 6, ("build", base, now)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            left = [c for c in api.get(f"{V}/containers/json?all=1").json() if c["Id"] != cid
+                    and "sleep 30" in c.get("Command", "")]
+            if not left:
+                break
+            time.sleep(0.5)
+        assert not left, left
+        assert api.get("/version").status == 200
+    finally:
+        api.post(f"/containers/{cid}/kill")
+        api.post(f"/containers/{cid}/wait")
+        api.delete(f"/containers/{cid}")
