@@ -17,6 +17,14 @@ pytestmark = pytest.mark.hostile
 CREATE = {"Image": "busybox", "Cmd": ["true"]}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def rss_baseline(daemon):
+    """The daemon's RSS before this module's hostile cases (after a warm-up request)."""
+    from tests.pydtest import proc_status
+    Api(port=daemon.port).get("/version")
+    return proc_status(daemon.server_pid(), "VmRSS")
+
+
 @pytest.fixture(autouse=True)
 def still_answering(daemon):
     yield
@@ -263,3 +271,16 @@ def test_50_clients_that_drop_a_wait_leave_nothing(daemon, api, busybox, prefix)
         api.post(f"/containers/{cid}/kill")
         api.post(f"/containers/{cid}/wait")
         api.delete(f"/containers/{cid}")
+
+
+def test_zz_rss_comes_back_within_10_mb(daemon, rss_baseline):
+    """Last in the module: after every hostile case above, the daemon's RSS is
+    back within 10 MB of where it was before them."""
+    from tests.pydtest import proc_status
+    deadline = time.monotonic() + 15
+    while True:
+        rss = proc_status(daemon.server_pid(), "VmRSS")
+        if rss <= rss_baseline + 10 * 1024 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert rss <= rss_baseline + 10 * 1024, f"RSS {rss} kB, baseline {rss_baseline} kB"
