@@ -97,9 +97,9 @@ run_tests() {
     apt_need busybox-static docker-registry apache2-utils curl iproute2 openssl git docker.io docker-compose iptables nftables
     build
     local pytest=("$VENV/bin/python" -m pytest -q -p no:cacheprovider)
-    say "test suite against the daemon from source (the differential runs once, below)"
-    PYD_CMD="$VENV/bin/python $TOP/pyd.py" "${pytest[@]}" -m "not differential" tests "$@"
-    say "test suite against the frozen binary dist/pyd, with the differential against dockerd 20.10"
+    say "test suite against the daemon from source (the differential and soak runs once, below)"
+    PYD_CMD="$VENV/bin/python $TOP/pyd.py" "${pytest[@]}" -m "not differential and not soak" tests "$@"
+    say "test suite against the frozen binary dist/pyd, with the differential against dockerd 20.10 and the soak"
     PYD_CMD="$TOP/dist/pyd" "${pytest[@]}" tests "$@"
 }
 

@@ -25,7 +25,6 @@ import errno
 import logging
 import os
 import posixpath
-import signal
 import stat
 
 from .. import errors, native
@@ -141,15 +140,13 @@ def open_root(c, runtime, layers, write):
             fd = os.open(f"/proc/{p.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError as e:
             raise errors.Conflict(f"container {c.short_id} is stopping") from e
-        try:
-            # The pid was still the container's when we opened it if its pidfd
-            # says it has not exited yet (a live pid is never reused). Once
-            # reaped (ESRCH) or with the pidfd closed by the monitor (EBADF),
-            # the exit is about to be recorded: say so rather than guess.
-            signal.pidfd_send_signal(p.pidfd, 0)
-        except OSError as e:
+        # The pid was still the container's when we opened it if its pidfd
+        # says it has not exited yet (a live pid is never reused). Once reaped,
+        # or with the pidfd closed by the monitor, the exit is about to be
+        # recorded: say so rather than guess.
+        if not p.alive():
             os.close(fd)
-            raise errors.Conflict(f"container {c.short_id} is stopping") from e
+            raise errors.Conflict(f"container {c.short_id} is stopping")
         return Opened(inroot.Root(fd), [fd])
     if c.status not in (lc.CREATED, lc.EXITED):
         raise errors.Conflict(f"container {c.short_id} is {c.status}")

@@ -114,6 +114,7 @@ class ExecProcess(Stdio):
         self.feed = feed
         self.exited = threading.Event()
         self._stdin_lock = threading.Lock()
+        self._pidfd_lock = threading.Lock()
 
     def resize(self, h, w):
         if self.pty_master is None:
@@ -139,7 +140,7 @@ class ExecProcess(Stdio):
         self.close_stdin()
         for fd, _ in self.outs:
             _close_quiet(fd)
-        _close_quiet(self.pidfd)
+        self.close_pidfd()
         return exit_code(status) if status is not None else 255
 
     # attach.StdinTarget's runtime: the one process its stdin goes to.
@@ -215,10 +216,8 @@ def start(plan):
         for path in joins:
             cg_fds.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
             close_after.append(cg_fds[-1])
-        try:
-            signal.pidfd_send_signal(init.pidfd, 0)
-        except ProcessLookupError:
-            raise errors.Conflict(f"Container {plan.cid} is not running") from None
+        if not init.alive():
+            raise errors.Conflict(f"Container {plan.cid} is not running")
         spec = native.ExecSpec(argv=list(plan.argv), env=_with_home(plan.env, home), cwd=plan.cwd or "/",
                                ns_fds=ns_fds, ns_names=ns_names, caps=caps, uid=uid, gid=gid,
                                groups=groups, cgroup_fds=cg_fds, cgroup_paths=joins, tty=plan.tty,

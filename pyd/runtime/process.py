@@ -61,7 +61,7 @@ def exit_code(status):
 
 class Stdio:
     """The stdin, tty and signal side of a process (a container's or an exec's):
-    subclasses set pidfd, stdin_w, pty_master and _stdin_lock."""
+    subclasses set pidfd, stdin_w, pty_master, _stdin_lock and _pidfd_lock."""
 
     def close_stdin(self):
         with self._stdin_lock:
@@ -82,11 +82,33 @@ class Stdio:
     def set_tty_size(self, h, w):
         fcntl.ioctl(self.pty_master, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
 
+    def close_pidfd(self):
+        with self._pidfd_lock:
+            _close_quiet(self.pidfd)
+            self.pidfd = None
+
+    def alive(self):
+        """True while the process has not exited (its pidfd says so, not its
+        pid, which could be reused once it is reaped)."""
+        with self._pidfd_lock:
+            if self.pidfd is None:
+                return False
+            try:
+                signal.pidfd_send_signal(self.pidfd, 0)
+                return True
+            except ProcessLookupError:
+                return False
+
     def signal(self, sig):
-        try:
-            signal.pidfd_send_signal(self.pidfd, sig)
-        except ProcessLookupError:
-            pass  # exited; the monitor is about to report it
+        # Under the lock the monitor closes the pidfd with: a closed number may
+        # already be another process's pidfd, which must never get this signal.
+        with self._pidfd_lock:
+            if self.pidfd is None:
+                return  # exited; the monitor is about to report it
+            try:
+                signal.pidfd_send_signal(self.pidfd, sig)
+            except ProcessLookupError:
+                pass  # exited; the monitor is about to report it
 
 
 class Process(Stdio):
@@ -96,7 +118,8 @@ class Process(Stdio):
         self.cid = cid
         self.run = run              # the container's run number (1 for its first start)
         self.pid = pid
-        self.pidfd = pidfd
+        self.pidfd = pidfd          # None once the monitor has closed it (under _pidfd_lock)
+        self._pidfd_lock = threading.Lock()
         self.cgroup = cgroup
         self.outs = outs            # [(fd, stream)] read by the monitor
         self.stdin_w = stdin_w      # fd stdin is written into, or None
@@ -159,7 +182,7 @@ class Process(Stdio):
         self.close_stdin()
         for fd, _ in self.outs:
             _close_quiet(fd)
-        _close_quiet(self.pidfd)
+        self.close_pidfd()
         self.output.end()
         return Exit(code, oom)
 
