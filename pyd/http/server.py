@@ -498,8 +498,10 @@ class Server:
             self._threads.append(t)
 
     def stop_accepting(self):
+        started = bool(self._threads)   # shutdown() waits for serve_forever, which may never have run
         for srv in self.listeners:
-            srv.shutdown()
+            if started:
+                srv.shutdown()
             srv.server_close()
             if isinstance(srv, _UnixListener):
                 try:
