@@ -55,6 +55,28 @@ class Stream:
         self.headers = list(headers)
 
 
+def body_framing(headers):
+    """(length, chunked) of a request body, by RFC 9112's rules rather than by
+    accident: Content-Length with Transfer-Encoding, two different lengths,
+    or a transfer coding other than chunked are refused, since a proxy in
+    front could frame the same bytes differently (request smuggling)."""
+    te_values = headers.get_all("Transfer-Encoding") or []
+    codings = [c.strip().lower() for v in te_values for c in v.split(",") if c.strip()]
+    lengths = {v.strip() for v in (headers.get_all("Content-Length") or [])}
+    if codings:
+        if lengths:
+            raise errors.BadParameter("a request may not have both Content-Length and Transfer-Encoding")
+        if codings != ["chunked"]:
+            raise errors.BadParameter(f"unsupported Transfer-Encoding {', '.join(codings)!r}: only chunked")
+        return 0, True
+    if len(lengths) > 1:
+        raise errors.BadParameter("conflicting Content-Length headers")
+    text = lengths.pop() if lengths else "0"
+    if not text.isdigit() or len(text) > 19:
+        raise errors.BadParameter("invalid Content-Length")
+    return int(text), False
+
+
 class _BodyReader:
     """Reads exactly Content-Length bytes, or a chunked body, from rfile."""
 
@@ -150,14 +172,7 @@ class Request:
         self.api = handler.server.app.api
         self.config = handler.server.app.config
         self.hijacked = None
-        te = (self.headers.get("Transfer-Encoding") or "").lower()
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError as e:
-            raise errors.BadParameter("invalid Content-Length") from e
-        if length < 0:
-            raise errors.BadParameter("invalid Content-Length")
-        self.body = _BodyReader(handler.rfile, length, chunked="chunked" in te)
+        self.body = _BodyReader(handler.rfile, *body_framing(self.headers))
 
     def query_key(self):
         """The query as a hashable value (for api.memo)."""

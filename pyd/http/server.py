@@ -24,7 +24,7 @@ import traceback
 from urllib.parse import parse_qs, unquote
 
 from .. import errors
-from .messages import Reply, Request, Stream, _BodyReader
+from .messages import Reply, Request, Stream, _BodyReader, body_framing
 from .origin import Guard
 from .status import status_for
 
@@ -217,8 +217,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """A request refused before its handler (unknown route or version): read
         past its body so that keep-alive goes on, or close if it is large or bad."""
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+            length, chunked = body_framing(self.headers)   # a framing it refuses: close
             if (length or chunked) and not _BodyReader(self.rfile, length, chunked).drain(1 << 16):
                 self.close_connection = True
         except (ValueError, errors.PydError, OSError):

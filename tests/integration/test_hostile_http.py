@@ -284,3 +284,54 @@ def test_zz_rss_comes_back_within_10_mb(daemon, rss_baseline):
             break
         time.sleep(0.5)
     assert rss <= rss_baseline + 10 * 1024, f"RSS {rss} kB, baseline {rss_baseline} kB"
+
+
+# -- framing ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("head", [
+    b"POST /containers/create HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"POST /containers/create HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+    b"POST /containers/create HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    b"POST /containers/create HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: +5\r\n\r\n",
+    b"POST /containers/create HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+])
+def test_ambiguous_framing_is_refused_and_the_connection_closed(daemon, head):
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+    try:
+        s.sendall(head + b"0\r\n\r\nGET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        s.close()
+    assert out.startswith(b"HTTP/1.1 400"), out[:200]
+    assert out.count(b"HTTP/1.1 ") == 1, "a smuggled second request was answered"
+
+
+def test_a_content_length_larger_than_the_body(daemon, api, busybox):
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=30)
+    body = b'{"Image": "busybox"}'
+    s.sendall(b"POST /v1.41/containers/create HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 1000\r\n\r\n" + body)
+    s.shutdown(socket.SHUT_WR)      # the rest never comes
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    assert out.startswith(b"HTTP/1.1 400"), out[:300]
+    before = len(api.get("/v1.41/containers/json?all=1").json())
+    assert before == len(api.get("/v1.41/containers/json?all=1").json())
+
+
+@pytest.mark.parametrize("path", ["/containers/..%2F..%2Fetc/json", "/containers/%00/json", "/containers/" + "a" * 5000 + "/json",
+                                  "/images/..%2F..%2F..%2Fetc%2Fpasswd/json", "/volumes/..", "/containers//json",
+                                  "/v1.41/containers/x%0Ay/json"])
+def test_odd_path_parameters_are_404_or_400(api, path):
+    r = api.get(path)
+    assert r.status in (400, 404, 414), (path, r)
