@@ -94,7 +94,7 @@ run_tests() {
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
         chmod +x /usr/sbin/policy-rc.d
     fi
-    apt_need busybox-static docker-registry apache2-utils curl iproute2 openssl git docker.io docker-compose iptables nftables
+    apt_need busybox-static docker-registry apache2-utils zstd curl iproute2 openssl git docker.io docker-compose iptables nftables
     build
     local pytest=("$VENV/bin/python" -m pytest -q -p no:cacheprovider)
     say "test suite against the daemon from source (the differential and soak runs once, below)"

@@ -234,10 +234,8 @@ def run(config, listeners):
     from .store.format import RootError
 
     # 0700: no local user may walk into layers or containers and run a setuid
-    # binary found there (CVE-2021-41091); a root made looser earlier is tightened.
+    # binary found there (CVE-2021-41091); Engine.start tightens an older root.
     os.makedirs(config.root, mode=0o700, exist_ok=True)
-    if os.stat(config.root).st_mode & 0o077:
-        os.chmod(config.root, 0o700)
     main_pid = _bootloader_pid() or os.getpid()
     root_lock = _lock_file(config.lock_path, "data root", main_pid)
     pid_lock = _lock_file(config.pidfile, "pidfile", main_pid)

@@ -73,6 +73,9 @@ class Engine:
         """Open the data root: check its format (migrating a 0.1.0 root), load
         the stores, and settle containers a dead daemon left behind."""
         data_format.open_root(self.config)
+        # Only a root this daemon accepted is touched (a refused one stays as it was).
+        if os.stat(self.config.root).st_mode & 0o077:
+            os.chmod(self.config.root, 0o700)
         for d in (self.config.tmp_dir, self.config.volumes_dir, self.config.containers_dir):
             os.makedirs(d, mode=0o700, exist_ok=True)
             mark_topdir(d)

@@ -37,27 +37,35 @@ def resolve(user, layers):
     else:
         match = None
         for p in passwd:
-            if p[0] == name_part or (name_part.isdigit() and p[2] == name_part):
+            if p[0] == name_part or (_numeric(name_part) and p[2] == name_part):
+                if not (_numeric(p[2]) and _numeric(p[3])):
+                    continue    # a hostile or broken passwd line: its ids are not numbers
                 match = p
                 break
         if match:
             uname, uid, gid, home = match[0], int(match[2]), int(match[3]), match[5] or "/"
-        elif name_part.isdigit():
+        elif _numeric(name_part):
             uid, uname = int(name_part), None
         else:
             raise errors.PydError(f"unable to find user {name_part}: no matching entries in passwd file")
     if group_part:
-        if group_part.isdigit():
+        if _numeric(group_part):
             gid = int(group_part)
         else:
             for g in group:
-                if g[0] == group_part:
+                if g[0] == group_part and _numeric(g[2]):
                     gid = int(g[2])
                     break
             else:
                 raise errors.PydError(f"unable to find group {group_part}: no matching entries in group file")
     groups = sorted({int(g[2]) for g in group
-                     if uname and uname in g[3].split(",") and g[2].isdigit()} - {gid})
-    if uid >= 1 << 31 or gid >= 1 << 31:
+                     if uname and uname in g[3].split(",") and _numeric(g[2])} - {gid})
+    if uid >= 1 << 31 or gid >= 1 << 31 or any(g >= 1 << 31 for g in groups):
         raise errors.BadParameter(f"user {user!r} is out of range")
     return uid, gid, groups, home
+
+
+def _numeric(text):
+    """An id as passwd and Docker write them: ASCII digits, not too many
+    ('²'.isdigit() is true, and int() refuses it)."""
+    return 0 < len(text) <= 12 and all("0" <= ch <= "9" for ch in text)

@@ -391,7 +391,7 @@ def test_200_disconnects_per_streaming_endpoint_leave_nothing(daemon, api, busyb
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             left = [c for c in api.get(f"{V}/containers/json?all=1").json() if c["Id"] != cid
-                    and "sleep 30" in c.get("Command", "")]
+                    and c.get("Command", "").endswith("-c sleep 30")]
             if not left:
                 break
             time.sleep(0.5)

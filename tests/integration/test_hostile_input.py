@@ -160,3 +160,70 @@ def test_zz_rss_comes_back_within_10_mb(daemon, rss_baseline):
             break
         time.sleep(0.5)
     assert rss <= rss_baseline + 10 * 1024, f"RSS {rss} kB, baseline {rss_baseline} kB"
+
+
+def _image_with(api, busybox, name, passwd=None, **config):
+    """An image whose config (and, if given, /etc/passwd) an attacker wrote."""
+    cmd = ["true"] if passwd is None else ["sh", "-c", f"printf '{passwd}' > /etc/passwd"]
+    cid = api.create(cmd)
+    api.start(cid)
+    assert api.wait(cid) == 0
+    r = api.post(f"{V}/commit?container={cid}&repo={name}&tag=1", {"Cmd": ["pwd"], "Image": "busybox", **config})
+    assert r.status == 201, r
+    api.delete(f"/containers/{cid}")
+    return f"{name}:1"
+
+
+def test_hostile_image_volumes_stay_inside(daemon, api, busybox):
+    image = _image_with(api, busybox, "hostile-vols", Volumes={"/../../../../etc/pyd-escape": {}})
+    r = api.post(f"{V}/containers/create", {"Image": image, "Cmd": ["sh", "-c", "touch /etc/pyd-escape/x; ls /etc/pyd-escape"]})
+    assert r.status == 201, r
+    cid = r.json()["Id"]
+    assert api.post(f"{V}/containers/{cid}/start").status == 204
+    assert api.wait(cid) == 0
+    assert not os.path.exists("/etc/pyd-escape")
+    mounts = api.get(f"{V}/containers/{cid}/json").json()["Mounts"]
+    assert [m["Destination"] for m in mounts] == ["/etc/pyd-escape"]
+    assert api.delete(f"{V}/containers/{cid}?v=1").status == 204
+
+
+@pytest.mark.parametrize("user", ["99999999999", "4294967295", "x:99999999999999", "²", "root:²"])
+def test_absurd_users_fail_the_start_cleanly(api, busybox, user):
+    r = api.post(f"{V}/containers/create", {"Image": "busybox", "Cmd": ["true"], "User": user})
+    if r.status == 201:
+        cid = r.json()["Id"]
+        s = api.post(f"{V}/containers/{cid}/start")
+        # dockerd answers 500 for a user it cannot find; what matters is a clear message.
+        assert s.status >= 400 and b"internal error" not in s.body and b"unable to find" in s.body \
+            or s.status == 400, s
+        assert api.get(f"{V}/containers/{cid}/json").json()["State"]["Running"] is False
+        api.delete(f"{V}/containers/{cid}")
+    else:
+        assert r.status == 400, r
+
+
+def test_a_broken_passwd_in_the_image_is_not_a_500(api, busybox):
+    image = _image_with(api, busybox, "hostile-passwd", passwd="evil:x:abc:def::/:/bin/sh\\nroot:x:0:0::/root:/bin/sh\\n")
+    r = api.post(f"{V}/containers/create", {"Image": image, "Cmd": ["id", "-u"], "User": "evil"})
+    assert r.status == 201, r
+    cid = r.json()["Id"]
+    s = api.post(f"{V}/containers/{cid}/start")
+    assert s.status >= 400 and b"internal error" not in s.body, s
+    assert b"unable to find user evil" in s.body, s     # the broken line is passed over
+    api.delete(f"{V}/containers/{cid}?force=1")
+
+
+@pytest.mark.parametrize("cwd", ["relative/dir", "/" + "d/" * 3000, "/proc/self/fd/0/x"])
+def test_odd_working_dirs_are_refused_or_contained(api, busybox, cwd):
+    r = api.post(f"{V}/containers/create", {"Image": "busybox", "Cmd": ["pwd"], "WorkingDir": cwd})
+    if r.status != 201:
+        assert r.status == 400, r
+        return
+    cid = r.json()["Id"]
+    s = api.post(f"{V}/containers/{cid}/start")
+    if s.status == 204:
+        api.wait(cid)
+        assert api.logs(cid).decode().startswith("/")
+    else:
+        assert s.status >= 400 and s.status != 500 or b"chdir" in s.body, s
+    api.delete(f"{V}/containers/{cid}?force=1")

@@ -739,3 +739,15 @@ def test_search_uses_v1_search_where_the_registry_has_it(api):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_a_zstd_layer_pulls_and_runs(registry, fresh, busybox_tar):
+    marker = uuid.uuid4().hex.encode()
+    info = registry.put_image("zstd/img", "v1", [with_file(busybox_tar, "etc/marker", marker)], compression="zstd")
+    fa = fresh.api
+    msgs = ok_stream(pull(fa, f"{registry.addr}/zstd/img:v1"))
+    assert by_status(msgs, "Pull complete") == {short(info["layers"][0]["digest"])}, msgs
+    img = inspect_image(fa, f"{registry.addr}/zstd/img:v1")
+    assert img["Id"] == info["config"] and img["RootFS"]["Layers"] == info["diff_ids"]
+    code, out, _ = fa.run(["cat", "/etc/marker"], image=f"{registry.addr}/zstd/img:v1")
+    assert (code, out) == (0, marker.decode())

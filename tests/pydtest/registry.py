@@ -240,17 +240,22 @@ class Registry:
             raise AssertionError(f"PUT blob {name}: {status} {body[:300]!r}")
         return digest
 
-    def put_image(self, name, tag, layers, cmd=("/bin/sh",)):
+    def put_image(self, name, tag, layers, cmd=("/bin/sh",), compression="gzip"):
         """Store an image made here, without pyd: `layers` are uncompressed tars,
-        sent as gzip blobs under a schema 2 manifest. Returns a dict with the
+        sent as gzip blobs (or zstd ones, made with the zstd tool, under OCI's
+        layer media type) under a schema 2 manifest. Returns a dict with the
         manifest `digest`, the `config` digest (the image id), the `layers`
         (blob digests, sizes) and the `diff_ids`."""
         blobs, diff_ids, history = [], [], []
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for i, tar in enumerate(layers):
-            gz = gzip.compress(tar, compresslevel=6, mtime=0)
-            blobs.append({"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                          "size": len(gz), "digest": self.put_blob(name, gz)})
+            if compression == "zstd":
+                gz = subprocess.run(["zstd", "-q", "-c", "-"], input=tar, capture_output=True, check=True).stdout
+                media = "application/vnd.oci.image.layer.v1.tar+zstd"
+            else:
+                gz = gzip.compress(tar, compresslevel=6, mtime=0)
+                media = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            blobs.append({"mediaType": media, "size": len(gz), "digest": self.put_blob(name, gz)})
             diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
             history.append({"created": now, "created_by": f"layer {i} made by tests/pydtest/registry.py"})
         arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
