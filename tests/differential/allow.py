@@ -18,6 +18,9 @@ ALLOW = [
     {"step": "containers/list-all-size", "what": "extra", "path": "[].SizeRw",
      "reason": "moby's SizeRw is omitempty: dockerd drops it when the container wrote nothing; pyd always sends it"},
     # -- what pyd is, not what it lacks -------------------------------------
+    {"step": "containers/stats-one-shot", "what": "extra", "path": "pids_stats.limit",
+     "reason": "pyd caps every container's pids by default (--default-pids-limit 4096, docs/security.md); "
+               "dockerd sets no limit, so it has none to report"},
     {"step": "system/version", "what": "*", "path": "Components*",
      "reason": "dockerd lists containerd, runc and docker-init; pyd has one component (its own engine)"},
     # -- dockerd 20.10's 500s for bad input ----------------------------------

@@ -230,3 +230,15 @@ def test_the_default_pids_limit_applies_and_minus_one_lifts_it(api, probe_image,
         assert pids_max(pid) == want
     finally:
         api.delete(f"{V}/containers/{cid}?force=1")
+
+
+def test_mknod_works_but_the_device_cgroup_refuses_the_node(api, probe_image):
+    """CAP_MKNOD is in Docker's default set, so mknod succeeds; the device
+    cgroup then refuses to open anything but the default devices."""
+    got = probe(api, ["mknod_mem", "open_mem"])
+    assert got["mknod_mem"] == 0, got
+    assert got["open_mem"] == EPERM, got
+    code, out = run(api, ["sh", "-c", "ls /dev | sort | tr '\\n' ' '"])
+    extra = set(out.split()) - {"console", "core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random",
+                                "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"}
+    assert not extra, f"/dev holds more than the default set: {extra}"
