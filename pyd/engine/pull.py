@@ -28,14 +28,13 @@ from typing import NamedTuple, Optional
 from .. import errors
 from ..fs import tarsafe
 from ..registry import client as reg
-from . import fsops
+from . import fsops, workers
 
 log = logging.getLogger(__name__)
 
 WORKERS = 3                 # layers at a time, as dockerd's max-concurrent-downloads
 MAX_CONFIG = 8 << 20
 _CHUNK = 1 << 20
-_DONE = object()            # a download worker's last message
 
 _LISTS = ("application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json")
 _SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+prettyjws",
@@ -235,48 +234,9 @@ class Pull:
             else:
                 yield Status("Pulling fs layer", short)
                 todo.append((i, desc, diff_id))
-        results, failures = {}, []
-        lock = threading.Lock()
-        jobs = list(todo)
-
-        def worker():
-            try:
-                while not self.cancel.is_set():
-                    with lock:
-                        if not jobs or failures:
-                            return
-                        i, desc, diff_id = jobs.pop(0)
-                    results[i] = self._fetch_layer(work, i, desc, diff_id)
-            except Exception as e:  # reported by the generator, which stops the others
-                with lock:
-                    failures.append(e)
-                self.cancel.set()
-            finally:
-                self.events.put(_DONE)  # so that the generator never waits out a timeout at the end
-
-        threads = [threading.Thread(target=worker, name=f"pull-{n}", daemon=True)
-                   for n in range(min(WORKERS, len(todo)))]
-        for t in threads:
-            t.start()
-        running = len(threads)
-        try:
-            while running:
-                try:
-                    msg = self.events.get(timeout=0.5)
-                except queue.Empty:
-                    yield None
-                    continue
-                if msg is _DONE:
-                    running -= 1
-                else:
-                    yield msg
-        finally:
-            self.cancel.set()   # stops the workers when we leave early (an error, or the client left)
-            for t in threads:
-                t.join(timeout=60)
-        if failures:
-            raise failures[0]
-        return [results[i] for i, _, _ in todo]
+        results = yield from workers.run(todo, lambda job: self._fetch_layer(work, *job), WORKERS,
+                                         self.cancel, self.events, "pull")
+        return [results[k] for k in range(len(todo))]
 
     # -- the whole pull ---------------------------------------------------------------------
 

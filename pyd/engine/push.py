@@ -31,6 +31,7 @@ from typing import NamedTuple
 from .. import errors
 from ..registry import client as reg
 from ..registry.reference import HUB
+from . import workers
 from .pull import Progress, Status
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ MANIFEST_MEDIA = "application/vnd.docker.distribution.manifest.v2+json"
 PIECE = 4 << 20          # uncompressed bytes per gzip member
 COMPRESSORS = 2          # gzip threads per layer
 UPLOADERS = 3            # layers at a time
-_DONE = object()         # a worker's last message
 LEVEL = 6                # gzip's default, as dockerd's
 
 
@@ -173,48 +173,8 @@ class Push:
         max-concurrent-uploads), yields their messages as they come (and
         ticks), returns {diff id: blob descriptor}. The first failure stops
         the others; so does the client going away (the generator's close)."""
-        jobs, results, failures = list(diff_ids), {}, []
-        lock = threading.Lock()
-
-        def worker():
-            try:
-                while not self.cancel.is_set():
-                    with lock:
-                        if not jobs or failures:
-                            return
-                        d = jobs.pop(0)
-                    results[d] = self._layer(d)
-            except Exception as e:  # handed to the generator
-                with lock:
-                    failures.append(e)
-                self.cancel.set()
-            finally:
-                self.events.put(_DONE)
-
-        threads = [threading.Thread(target=worker, name=f"push-{n}", daemon=True)
-                   for n in range(min(UPLOADERS, len(jobs)))]
-        for t in threads:
-            t.start()
-        running = len(threads)
-        try:
-            while running:
-                try:
-                    msg = self.events.get(timeout=0.5)
-                except queue.Empty:
-                    yield None
-                    continue
-                if msg is _DONE:
-                    running -= 1
-                else:
-                    yield msg
-        finally:
-            if running:
-                self.cancel.set()
-            for t in threads:
-                t.join(timeout=60)
-        if failures:
-            raise failures[0]
-        return results
+        results = yield from workers.run(diff_ids, self._layer, UPLOADERS, self.cancel, self.events, "push")
+        return {d: results[k] for k, d in enumerate(diff_ids)}
 
     def _layer(self, diff_id):
         """One layer, on a worker thread: a known blob (HEAD, or a mount), else

@@ -17,20 +17,7 @@ pytestmark = pytest.mark.hostile
 CREATE = {"Image": "busybox", "Cmd": ["true"]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def rss_baseline(daemon):
-    """The daemon's RSS before this module's hostile cases (after a warm-up request)."""
-    from tests.pydtest import proc_status
-    Api(port=daemon.port).get("/version")
-    return proc_status(daemon.server_pid(), "VmRSS")
-
-
-@pytest.fixture(autouse=True)
-def still_answering(daemon):
-    yield
-    started = time.monotonic()
-    r = Api(port=daemon.port, timeout=1).get("/version")
-    assert r.status == 200 and time.monotonic() - started < 1.0, r
+from tests.pydtest.hostile import rss_baseline, still_answering  # noqa: F401,E402 (autouse fixtures)
 
 
 def raw(daemon, data, timeout=10):
@@ -273,19 +260,6 @@ def test_50_clients_that_drop_a_wait_leave_nothing(daemon, api, busybox, prefix)
         api.delete(f"/containers/{cid}")
 
 
-def test_zz_rss_comes_back_within_10_mb(daemon, rss_baseline):
-    """Last in the module: after every hostile case above, the daemon's RSS is
-    back within 10 MB of where it was before them."""
-    from tests.pydtest import proc_status
-    deadline = time.monotonic() + 15
-    while True:
-        rss = proc_status(daemon.server_pid(), "VmRSS")
-        if rss <= rss_baseline + 10 * 1024 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert rss <= rss_baseline + 10 * 1024, f"RSS {rss} kB, baseline {rss_baseline} kB"
-
-
 # -- framing ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("head", [
@@ -335,3 +309,7 @@ def test_a_content_length_larger_than_the_body(daemon, api, busybox):
 def test_odd_path_parameters_are_404_or_400(api, path):
     r = api.get(path)
     assert r.status in (400, 404, 414), (path, r)
+
+
+# Collected last: the RSS check after every case above.
+from tests.pydtest.hostile import test_zz_rss_comes_back_within_10_mb  # noqa: F401,E402

@@ -17,20 +17,7 @@ pytestmark = pytest.mark.hostile
 V = "/v1.41"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def rss_baseline(daemon):
-    """The daemon's RSS before this module's hostile cases (after a warm-up request)."""
-    from tests.pydtest import proc_status
-    Api(port=daemon.port).get("/version")
-    return proc_status(daemon.server_pid(), "VmRSS")
-
-
-@pytest.fixture(autouse=True)
-def still_answering(daemon):
-    yield
-    started = time.monotonic()
-    r = Api(port=daemon.port, timeout=1).get("/version")
-    assert r.status == 200 and time.monotonic() - started < 1.0, r
+from tests.pydtest.hostile import rss_baseline, still_answering  # noqa: F401,E402 (autouse fixtures)
 
 
 @pytest.mark.parametrize("prefix", ["", V])
@@ -149,19 +136,6 @@ def test_a_layer_past_the_size_bound_writes_nothing(new_daemon):
         d.stop()
 
 
-def test_zz_rss_comes_back_within_10_mb(daemon, rss_baseline):
-    """Last in the module: after every hostile case above, the daemon's RSS is
-    back within 10 MB of where it was before them."""
-    from tests.pydtest import proc_status
-    deadline = time.monotonic() + 15
-    while True:
-        rss = proc_status(daemon.server_pid(), "VmRSS")
-        if rss <= rss_baseline + 10 * 1024 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert rss <= rss_baseline + 10 * 1024, f"RSS {rss} kB, baseline {rss_baseline} kB"
-
-
 def _image_with(api, busybox, name, passwd=None, **config):
     """An image whose config (and, if given, /etc/passwd) an attacker wrote."""
     cmd = ["true"] if passwd is None else ["sh", "-c", f"printf '{passwd}' > /etc/passwd"]
@@ -227,3 +201,7 @@ def test_odd_working_dirs_are_refused_or_contained(api, busybox, cwd):
     else:
         assert s.status >= 400 and s.status != 500 or b"chdir" in s.body, s
     api.delete(f"{V}/containers/{cid}?force=1")
+
+
+# Collected last: the RSS check after every case above.
+from tests.pydtest.hostile import test_zz_rss_comes_back_within_10_mb  # noqa: F401,E402
