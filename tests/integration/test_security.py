@@ -191,10 +191,16 @@ def test_the_proc_self_exe_overwrite_fails(daemon, api, probe_image):
 
 
 def test_a_fork_bomb_under_a_pids_limit_leaves_the_daemon_responsive(daemon, api, probe_image):
-    cid = api.create(["sh", "-c", "b() { b | b & }; b; sleep 30"], image="secprobe",
-                     HostConfig={"PidsLimit": 64})
+    # The modern create: the legacy one takes no HostConfig (v1.3's comes with start),
+    # so PidsLimit there would leave the daemon's default of 4096 in force.
+    r = api.post(f"{V}/containers/create", {"Image": "secprobe", "Cmd": ["sh", "-c", "b() { b | b & }; b; sleep 30"],
+                                            "HostConfig": {"PidsLimit": 64}})
+    assert r.status == 201, r
+    cid = r.json()["Id"]
     api.start(cid)
     try:
+        pid = api.get(f"{V}/containers/{cid}/json").json()["State"]["Pid"]
+        assert pids_max(pid) == "64"
         time.sleep(2)
         started = time.monotonic()
         assert api.get("/version").status == 200
