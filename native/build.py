@@ -16,7 +16,7 @@ import cffi
 
 NATIVE_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(NATIVE_DIR)
-SOURCES = [os.path.join(NATIVE_DIR, n) for n in ("shim.c", "exec.c", "shim.h", "init.c")]
+SOURCES = [os.path.join(NATIVE_DIR, n) for n in ("shim.c", "exec.c", "devfilter.c", "shim.h", "init.c")]
 
 
 def _cdef():
@@ -66,7 +66,7 @@ def ffibuilder(init_path, table_dir):
     ffi.cdef(_cdef())
     ffi.set_source(
         "pyd._shim",
-        '#include "shim.c"\n#include "exec.c"\n',
+        '#include "shim.c"\n#include "exec.c"\n#include "devfilter.c"\n',
         include_dirs=[NATIVE_DIR, table_dir],
         define_macros=[("PYD_INIT_PATH", f'"{init_path}"')],
         depends=SOURCES + [init_path],

@@ -1308,14 +1308,14 @@ int pyd_umount(const char *target, int flags)
     return umount2(target, flags) < 0 ? -errno : 0;
 }
 
-/* Ask for `sig` when our parent dies (PR_SET_PDEATHSIG). The frozen one-file
- * binary runs the daemon as a child of its bootloader: this ties the daemon's
- * life to the process that users and supervisors see and signal. */
 int pyd_syncfs(int fd)
 {
     return syncfs(fd) < 0 ? -errno : 0;
 }
 
+/* Ask for `sig` when our parent dies (PR_SET_PDEATHSIG). The frozen one-file
+ * binary runs the daemon as a child of its bootloader: this ties the daemon's
+ * life to the process that users and supervisors see and signal. */
 int pyd_set_pdeathsig(int sig)
 {
     return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0) < 0 ? -errno : 0;

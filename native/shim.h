@@ -284,4 +284,22 @@ int pyd_setns(int fd, int nstype);
  * container's network namespace on a short-lived thread with CLONE_NEWNET. */
 int pyd_unshare(int flags);
 
+/* cgroup v2's device cgroup (native/devfilter.c).  One allow rule: `type`
+ * 0 (any), PYD_DEV_BLOCK or PYD_DEV_CHAR; `major`/`minor` -1 for any;
+ * `access` a mask of PYD_DEV_MKNOD, PYD_DEV_READ and PYD_DEV_WRITE (the
+ * kernel's BPF_DEVCG_* values). */
+enum { PYD_DEV_BLOCK = 1, PYD_DEV_CHAR = 2 };
+enum { PYD_DEV_MKNOD = 1, PYD_DEV_READ = 2, PYD_DEV_WRITE = 4 };
+struct pyd_dev_rule {
+    int type;
+    int major;
+    int minor;
+    int access;
+};
+/* Attach to the cgroup v2 directory `cgroup_fd` an eBPF program that
+ * allows the device accesses `rules` allow and refuses every other one,
+ * as v1's devices.deny "a" then devices.allow do.  0 or -errno (at most
+ * 64 rules: -E2BIG). */
+int pyd_device_filter(int cgroup_fd, const struct pyd_dev_rule *rules, int nrules);
+
 #endif /* PYD_SHIM_H */

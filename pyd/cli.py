@@ -10,9 +10,10 @@ import errno
 import fcntl
 import logging
 import os
+import select
 import signal
 import sys
-import threading
+import time
 
 from . import __version__
 from .config import DEFAULT_HOSTS, DEFAULT_TCP_PORT, Config, is_loopback, parse_host
@@ -226,6 +227,38 @@ def _bootloader_pid():
     return ppid
 
 
+class _StopRequest:
+    """What SIGTERM and SIGINT set, and the main thread waits on.
+
+    Not a threading.Event: a signal's handler runs in the main thread, and
+    when that thread is inside Event.wait() holding the Event's lock (on the
+    way in or out), the handler's set() waits for that lock forever. This is
+    a flag and a pipe: set() takes no lock, and the pipe wakes a wait that
+    was already asleep in select().
+    """
+
+    def __init__(self):
+        self._r, self._w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.requested = False
+
+    def set(self):
+        self.requested = True
+        try:
+            os.write(self._w, b"x")
+        except OSError:
+            pass  # the pipe is full: a wake-up is already there
+
+    def wait(self, timeout):
+        """True once a stop is asked for, False after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.requested:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            select.select([self._r], [], [], left)
+        return True
+
+
 def run(config, listeners):
     from .api.routes import Api
     from .engine.facade import Engine
@@ -239,7 +272,7 @@ def run(config, listeners):
     main_pid = _bootloader_pid() or os.getpid()
     root_lock = _lock_file(config.lock_path, "data root", main_pid)
     pid_lock = _lock_file(config.pidfile, "pidfile", main_pid)
-    stop = threading.Event()
+    stop = _StopRequest()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 

@@ -522,6 +522,25 @@ def syncfs(path):
         raise OSError(-rc, f"syncfs {path}: {os.strerror(-rc)}")
 
 
+def device_filter(cgroup_dir, rules):
+    """Attach cgroup v2's device filter to `cgroup_dir`: an eBPF program that
+    allows what `rules` allow and refuses every other device access.
+    `rules`: (type, major, minor, access) with type 0 (any), 1 (block) or
+    2 (char), major/minor -1 for any, access a mask of 1 (mknod), 2 (read)
+    and 4 (write)."""
+    ffi, lib = _shim()
+    c_rules = ffi.new("struct pyd_dev_rule[]", max(len(rules), 1))
+    for i, (kind, major, minor, access) in enumerate(rules):
+        c_rules[i].type, c_rules[i].major, c_rules[i].minor, c_rules[i].access = kind, major, minor, access
+    fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        rc = lib.pyd_device_filter(fd, c_rules, len(rules))
+    finally:
+        os.close(fd)
+    if rc < 0:
+        raise OSError(-rc, f"device filter (eBPF) on {cgroup_dir}: {os.strerror(-rc)}")
+
+
 def set_parent_death_signal(sig):
     """prctl(PR_SET_PDEATHSIG): receive `sig` when the parent process dies."""
     ffi, lib = _shim()

@@ -152,6 +152,7 @@ class Engine:
             key = c.status if c.status in ("running", "paused") else "stopped"
             states[key] += 1
         os_name, os_version = sysinfo.os_release()
+        cg = cgroups.support()
         return {
             "version": __version__,
             "containers": self.containers.count(),
@@ -160,11 +161,8 @@ class Engine:
             "debug": self.config.debug,
             "fds": sysinfo.open_fds(),
             "threads": sysinfo.threads(),
-            "memory_limit": cgroups.memory_limit_supported(),
-            "swap_limit": cgroups.swap_limit_supported(),
-            "cpu_cfs": sysinfo.cgroup_controller("cpu"),
-            "cpu_shares": sysinfo.cgroup_controller("cpu"),
-            "pids_limit": sysinfo.cgroup_controller("pids"),
+            "memory_limit": cg["memory"], "swap_limit": cg["swap"], "cpu_cfs": cg["cpu_cfs"],
+            "cpu_shares": cg["cpu_shares"], "pids_limit": cg["pids"], "freezer": cg["freezer"],
             "cgroup_version": str(cgroups.version() or 1),
             "kernel": sysinfo.kernel_version(),
             "driver": self.driver.name,
@@ -177,13 +175,20 @@ class Engine:
             "root": self.config.root,
             "hostname": socket.gethostname(),
             "security_options": ["name=seccomp,profile=default", "name=no-new-privileges"],
-            "warnings": self._warnings(),
+            "warnings": self._warnings(cg),
         }
 
-    def _warnings(self):
+    @staticmethod
+    def _warnings(cg):
+        """dockerd's /info warnings for what the host's cgroups lack."""
         out = []
-        if not cgroups.swap_limit_supported():
-            out.append("WARNING: No swap limit support")
+        for feature, text in (("memory", "No memory limit support"), ("swap", "No swap limit support"),
+                              ("cpu_cfs", "No cpu cfs quota support"), ("cpu_cfs", "No cpu cfs period support"),
+                              ("cpu_shares", "No cpu shares support"), ("pids", "No pids limit support"),
+                              ("freezer", "No freezer support: pause is refused"),
+                              ("devices", "No device cgroup support")):
+            if not cg[feature]:
+                out.append("WARNING: " + text)
         return out
 
     # -- images ----------------------------------------------------------
@@ -383,11 +388,7 @@ class Engine:
             warnings.append("Published ports are discarded when using host network mode")
         elif mode in ("default", "bridge") and not self.net.enabled:
             warnings.append("networking is off on this daemon (-b none): the container gets loopback only")
-        if cfg["Memory"] and not cgroups.memory_limit_supported():
-            warnings.append("Your kernel does not support memory limit capabilities. Limitation discarded.")
-            cfg["Memory"] = cfg["MemorySwap"] = 0
-        if cfg["Memory"] and not cgroups.swap_limit_supported() and cfg["MemorySwap"]:
-            warnings.append("Your kernel does not support swap limit capabilities. Limitation discarded.")
+        warnings += resources.discard_unsupported(cfg, cgroups.support())
         if not createconfig.argv(cfg):
             raise errors.BadParameter("No command specified")
         cid = new_id()
@@ -1448,13 +1449,19 @@ class Engine:
     def container_update(self, ref, body):
         """Docker's update: new resource limits and restart policy, stored in
         the record and applied at once to a running container's cgroup.
-        Returns the warnings (none today)."""
+        Returns the warnings: a limit this host cannot carry is discarded."""
         c = self.containers.get(ref)
         with c.lock:
             if c.status in (lc.REMOVING, lc.REMOVED):
                 raise errors.Conflict(f'Cannot update container {c.id}: container is marked for '
                                       'removal and cannot be "update"')
             changes, limits = resources.check_update(body, c.host, len(os.sched_getaffinity(0)))
+            asked = dict(changes)
+            warnings = resources.discard_unsupported(changes, cgroups.support())
+            for key, limit in resources.LIMIT_OF.items():
+                if key in asked and changes.get(key) != asked[key]:
+                    changes.pop(key, None)
+                    limits[limit] = None
             before = dict(c.host)
             c.host.update(changes)
             self.containers.save(c)
@@ -1468,7 +1475,7 @@ class Engine:
                     self.containers.save(c)
                     raise errors.PydError(f"Cannot update container {c.id}: {e.strerror or e}") from e
         self._event(c, "update")
-        return []
+        return warnings
 
     def _pause_for_commit(self, c):
         """As dockerd: a running container is paused while its changes are read,

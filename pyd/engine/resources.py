@@ -89,6 +89,44 @@ def check_update(body, host, ncpus):
     return changes, limits
 
 
+# The record's fields and the cgroup limits (check_update's) they become.
+LIMIT_OF = {"Memory": "memory", "MemorySwap": "memory_swap", "CpuShares": "cpu_shares",
+            "CpuPeriod": "cpu_period", "CpuQuota": "cpu_quota", "PidsLimit": "pids_limit"}
+
+
+def discard_unsupported(cfg, support):
+    """Docker's verifyPlatformContainerResources: the limits in `cfg` (create's
+    flat config, changed in place) that this host's cgroups cannot carry
+    (`support`: runtime.cgroups.support()) are dropped, each with dockerd's
+    warning; returns the warnings. NanoCpus without CFS is an error, as there."""
+    warnings = []
+    if cfg.get("Memory") and not support["memory"]:
+        warnings.append("Your kernel does not support memory limit capabilities or the cgroup is "
+                        "not mounted. Limitation discarded.")
+        cfg["Memory"] = cfg["MemorySwap"] = 0
+    if cfg.get("Memory") and cfg.get("MemorySwap") and not support["swap"]:
+        warnings.append("Your kernel does not support swap limit capabilities or the cgroup is "
+                        "not mounted. Memory limited without swap.")
+        cfg["MemorySwap"] = 0
+    if cfg.get("NanoCpus") and not support["cpu_cfs"]:
+        raise errors.BadParameter("NanoCPUs can not be set, as your kernel does not support CPU CFS "
+                                  "scheduler or the cgroup is not mounted")
+    for key, feature, what in (("CpuShares", "cpu_shares", "CPU shares or the cgroup is not mounted. "
+                                "Shares discarded."),
+                               ("CpuPeriod", "cpu_cfs", "CPU CFS period or the cgroup is not mounted. "
+                                "Period discarded."),
+                               ("CpuQuota", "cpu_cfs", "CPU CFS quota or the cgroup is not mounted. "
+                                "Quota discarded.")):
+        if cfg.get(key) and not support[feature]:
+            warnings.append("Your kernel does not support " + what)
+            cfg[key] = 0
+    if (cfg.get("PidsLimit") or 0) > 0 and not support["pids"]:
+        warnings.append("Your kernel does not support PIDs limit capabilities or the cgroup is "
+                        "not mounted. PIDs limit discarded.")
+        cfg["PidsLimit"] = None
+    return warnings
+
+
 def _restart_policy(policy, host):
     if not isinstance(policy, dict):
         raise errors.BadParameter("RestartPolicy must be an object {Name, MaximumRetryCount}")

@@ -19,31 +19,99 @@ V2_ROOT = "/sys/fs/cgroup"
 
 
 def version():
+    """2 on a unified (v2-only) host, 1 where v1 hierarchies are mounted
+    (a hybrid host counts as v1, as for dockerd), 0 without cgroups."""
     if os.path.exists(os.path.join(V2_ROOT, "cgroup.controllers")):
         return 2
-    if os.path.exists(os.path.join(V1_MEMORY, "memory.limit_in_bytes")):
+    if any(os.path.exists(os.path.join(V2_ROOT, c, "cgroup.procs")) for c in V1_CONTROLLERS):
         return 1
     return 0
 
 
-def memory_limit_supported():
+def _v2_offered():
+    try:
+        return set(_read(os.path.join(V2_ROOT, "cgroup.controllers")).split())
+    except OSError:
+        return set()
+
+
+def _kernel_at_least(major, minor):
+    try:
+        parts = os.uname().release.split(".")
+        return (int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)) >= (major, minor)
+    except (IndexError, ValueError):
+        return False
+
+
+def support():
+    """What this host's cgroups can do, read when asked: {"memory", "swap",
+    "pids", "cpu_shares", "cpu_cfs", "freezer", "devices"} -> bool. A limit
+    the host cannot carry is discarded at create with Docker's warning
+    (engine.facade), and the runtime writes only what exists."""
     v = version()
+    if v == 1:
+        def has(controller, name):
+            return os.path.exists(os.path.join(V2_ROOT, controller, name))
+        return {"memory": has("memory", "memory.limit_in_bytes"),
+                "swap": has("memory", "memory.memsw.limit_in_bytes"),
+                "pids": has("pids", "cgroup.procs"),
+                "cpu_shares": has("cpu", "cpu.shares"), "cpu_cfs": has("cpu", "cpu.cfs_quota_us"),
+                "freezer": has("freezer", "cgroup.procs"), "devices": has("devices", "devices.allow")}
     if v == 2:
-        with open(os.path.join(V2_ROOT, "cgroup.controllers")) as f:
-            return "memory" in f.read().split()
-    return v == 1
+        offered = _v2_offered()
+        return {"memory": "memory" in offered, "swap": "memory" in offered and _v2_swap(),
+                "pids": "pids" in offered, "cpu_shares": "cpu" in offered, "cpu_cfs": "cpu" in offered,
+                # Core v2 features, not controllers: cgroup.freeze since 5.2, and
+                # the eBPF device program wherever the bpf() syscall is built in.
+                "freezer": _kernel_at_least(5, 2),
+                "devices": os.path.exists("/proc/sys/kernel/unprivileged_bpf_disabled")}
+    return dict.fromkeys(("memory", "swap", "pids", "cpu_shares", "cpu_cfs", "freezer", "devices"), False)
+
+
+def _v2_swap():
+    # memory.swap.max exists in every non-root cgroup when swap accounting is on.
+    try:
+        entries = list(os.scandir(V2_ROOT))
+    except OSError:
+        return False
+    return any(e.is_dir(follow_symlinks=False) and os.path.exists(os.path.join(e.path, "memory.swap.max"))
+               for e in entries)
+
+
+def memory_limit_supported():
+    return support()["memory"]
 
 
 def swap_limit_supported():
-    v = version()
-    if v == 1:
-        return os.path.exists(os.path.join(V1_MEMORY, "memory.memsw.limit_in_bytes"))
-    if v == 2 and memory_limit_supported():
-        # memory.swap.max exists in every non-root cgroup when swap accounting is on.
-        for entry in os.scandir(V2_ROOT):
-            if entry.is_dir(follow_symlinks=False) and os.path.exists(os.path.join(entry.path, "memory.swap.max")):
-                return True
-    return False
+    return support()["swap"]
+
+
+_DEV_TYPES = {"a": 0, "b": 1, "c": 2}
+_DEV_ACCESS = {"m": 1, "r": 2, "w": 4}
+
+
+def device_rules(lines):
+    """cgroup v1 devices.allow lines ("c 1:3 rwm", "c *:* m", "a") as the
+    (type, major, minor, access) rules of cgroup v2's device filter
+    (native.device_filter): type 0 any, 1 block, 2 char; -1 any number."""
+    out = []
+    for line in lines:
+        parts = line.split()
+        if parts == ["a"]:
+            out.append((0, -1, -1, 7))
+            continue
+        if len(parts) != 3 or parts[0] not in _DEV_TYPES or ":" not in parts[1] \
+                or not parts[2] or any(ch not in _DEV_ACCESS for ch in parts[2]):
+            raise ValueError(f"bad device rule {line!r}")
+        major, _, minor = parts[1].partition(":")
+        num = [-1 if x == "*" else int(x) for x in (major, minor)]
+        if any(n < -1 for n in num):
+            raise ValueError(f"bad device rule {line!r}")
+        access = 0
+        for ch in parts[2]:
+            access |= _DEV_ACCESS[ch]
+        out.append((_DEV_TYPES[parts[0]], num[0], num[1], access))
+    return out
 
 
 # Device nodes a container may use (v1 devices controller); creating any node
@@ -153,6 +221,10 @@ class Cgroup:
             _enable_v2_controllers()
         for d in self.dirs:
             os.makedirs(d, exist_ok=True)
+        if self.version == 2 and not all_devices:
+            # v2 has no devices controller: the kernel asks an eBPF program.
+            from .. import native
+            native.device_filter(self.dirs[0], device_rules(DEVICE_ALLOW))
         dev = self._dir("devices") if self.version == 1 else None
         if dev and all_devices:
             _write(os.path.join(dev, "devices.allow"), "a")
@@ -185,6 +257,8 @@ class Cgroup:
         elif self.version == 2:
             self._memory_v2(memory, memory_swap)
             d = self.dirs[0]
+            if not os.path.exists(os.path.join(d, "cpu.max")):
+                cpu_shares = cpu_quota = cpu_period = None  # no cpu controller: discarded at create
             if cpu_shares:
                 _write(os.path.join(d, "cpu.weight"), str(shares_to_weight(cpu_shares)))
             if cpu_quota or cpu_period:
@@ -195,7 +269,9 @@ class Cgroup:
         else:
             return
         pids = self._file("pids", "pids.max")
-        if pids and pids_limit is not None:
+        # Not there without a pids controller: the default cap cannot apply, and
+        # a PidsLimit the client gave was discarded with a warning at create.
+        if pids and pids_limit is not None and os.path.exists(pids):
             _write(pids, "max" if pids_limit <= 0 else str(pids_limit))
 
     def _memory_v1(self, memory, memory_swap):
@@ -221,6 +297,8 @@ class Cgroup:
 
     def _memory_v2(self, memory, memory_swap):
         d = self.dirs[0]
+        if not os.path.exists(os.path.join(d, "memory.max")):
+            return  # no memory controller: discarded at create
         if memory:
             _write(os.path.join(d, "memory.max"), "max" if memory < 0 else str(memory))
         swap = os.path.join(d, "memory.swap.max")
@@ -250,6 +328,8 @@ class Cgroup:
         A freeze that does not complete in `timeout` is undone (OSError EBUSY)."""
         if self.version == 2:
             d = self.dirs[0]
+            if not os.path.exists(os.path.join(d, "cgroup.freeze")):
+                raise OSError(errno.ENOTSUP, "freeze: this kernel has no cgroup v2 freezer (5.2 or later)")
             _write(os.path.join(d, "cgroup.freeze"), "1")
 
             def done():
@@ -498,17 +578,3 @@ def _enable_v2_controllers():
                 _write(os.path.join(d, "cgroup.subtree_control"), "+" + c)
             except OSError:
                 pass
-
-
-def known_ids():
-    """Ids of every container cgroup that exists (for cleanup at start)."""
-    v = version()
-    bases = ([os.path.join("/sys/fs/cgroup", c, "pyd") for c in V1_CONTROLLERS] if v == 1
-             else [os.path.join(V2_ROOT, "pyd")] if v == 2 else [])
-    ids = set()
-    for b in bases:
-        try:
-            ids.update(e.name for e in os.scandir(b) if e.is_dir())
-        except FileNotFoundError:
-            pass
-    return ids

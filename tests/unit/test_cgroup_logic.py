@@ -6,10 +6,11 @@ import errno
 
 import pytest
 
-from pyd import errors
+from pyd import errors, native
 from pyd.api import legacy, stats_shape
 from pyd.engine import lifecycle as lc
 from pyd.engine.events import Bus
+from pyd.engine import resources
 from pyd.engine.resources import check_update
 from pyd.runtime import cgroups, procs
 from pyd.store.containers import Container
@@ -257,10 +258,20 @@ def v2_tree(tmp_path, monkeypatch):
     return d
 
 
-def test_v2_limits_freeze_and_counters(v2_tree):
+@pytest.fixture
+def filters(v2_tree, monkeypatch):
+    """The device filters attached: the eBPF program needs a real cgroup
+    (tests/integration/test_cgroup2.py attaches it), here the call is recorded."""
+    calls = []
+    monkeypatch.setattr(native, "device_filter", lambda path, rules: calls.append((path, rules)))
+    return calls
+
+
+def test_v2_limits_freeze_and_counters(v2_tree, filters):
     cg = cgroups.Cgroup("c1")
     assert cg.version == 2 and cg.dirs == [str(v2_tree)]
     cg.create(64 * MiB, 128 * MiB, pids_limit=20, cpu_shares=512, cpu_quota=50000)
+    assert filters == [(str(v2_tree), cgroups.device_rules(cgroups.DEVICE_ALLOW))]
     read = lambda name: (v2_tree / name).read_text()  # noqa: E731
     assert read("memory.max") == str(64 * MiB)
     assert read("memory.swap.max") == str(64 * MiB)   # v2 limits the swap alone
@@ -290,3 +301,55 @@ def test_v2_freeze_gives_up_and_thaws(v2_tree):
     with pytest.raises(OSError) as e:
         cg.freeze(timeout=0.05)
     assert e.value.errno == errno.EBUSY and (v2_tree / "cgroup.freeze").read_text() == "0"
+
+
+def test_v2_privileged_gets_no_device_filter(v2_tree, filters):
+    cgroups.Cgroup("c1").create(all_devices=True)
+    assert filters == []
+
+
+def test_v2_without_controllers_writes_no_limit(v2_tree, filters):
+    """A unified hierarchy that offers no memory, pids or cpu controller (a
+    hybrid host's, or an appliance kernel without them): the files are not
+    there, and create neither fails nor makes them."""
+    (v2_tree.parent.parent / "cgroup.controllers").write_text("hugetlb\n")
+    for name in ("memory.max", "memory.swap.max", "pids.max", "cpu.weight", "cpu.max"):
+        (v2_tree / name).unlink()
+    cg = cgroups.Cgroup("c1")
+    cg.create(64 * MiB, 128 * MiB, pids_limit=20, cpu_shares=512, cpu_quota=50000)
+    cg.update(memory=32 * MiB, pids_limit=10, cpu_period=200000)
+    assert not any((v2_tree / n).exists() for n in ("memory.max", "pids.max", "cpu.max", "cpu.weight"))
+    support = cgroups.support()
+    assert not support["memory"] and not support["pids"] and not support["cpu_cfs"]
+
+
+def test_device_rules_from_v1_lines():
+    assert cgroups.device_rules(["c *:* m", "b 8:* r", "c 1:3 rwm", "a"]) == [
+        (2, -1, -1, 1), (1, 8, -1, 2), (2, 1, 3, 7), (0, -1, -1, 7)]
+    for bad in ("x 1:3 rwm", "c 1:3", "c 13 rw", "c 1:3 rwx", "c -2:3 r", "c 1:3 "):
+        with pytest.raises(ValueError):
+            cgroups.device_rules([bad])
+
+
+def test_discard_unsupported_follows_dockerd():
+    none = dict.fromkeys(("memory", "swap", "pids", "cpu_shares", "cpu_cfs", "freezer", "devices"), False)
+    cfg = {"Memory": 64 * MiB, "MemorySwap": 128 * MiB, "CpuShares": 512, "CpuPeriod": 100000,
+           "CpuQuota": 50000, "PidsLimit": 30, "NanoCpus": 0}
+    warnings = resources.discard_unsupported(cfg, none)
+    assert cfg == {"Memory": 0, "MemorySwap": 0, "CpuShares": 0, "CpuPeriod": 0, "CpuQuota": 0,
+                   "PidsLimit": None, "NanoCpus": 0}
+    assert len(warnings) == 5 and all(w.startswith("Your kernel does not support") for w in warnings)
+    assert any("PIDs limit discarded" in w for w in warnings)
+    swapless = dict(none, memory=True)
+    cfg = {"Memory": 64 * MiB, "MemorySwap": 128 * MiB}
+    assert resources.discard_unsupported(cfg, swapless) == [
+        "Your kernel does not support swap limit capabilities or the cgroup is not mounted. "
+        "Memory limited without swap."]
+    assert cfg == {"Memory": 64 * MiB, "MemorySwap": 0}
+    cfg = {"PidsLimit": -1}
+    assert resources.discard_unsupported(cfg, none) == [] and cfg == {"PidsLimit": -1}  # "no limit" stays
+    with pytest.raises(errors.BadParameter):
+        resources.discard_unsupported({"NanoCpus": 10**9}, none)
+    everything = dict.fromkeys(none, True)
+    cfg = {"Memory": 64 * MiB, "MemorySwap": 128 * MiB, "CpuShares": 512, "PidsLimit": 30}
+    assert resources.discard_unsupported(dict(cfg), everything) == []

@@ -219,3 +219,24 @@ def test_parse_signal():
 def test_resolv_conf_from_dns_list():
     assert resolv_conf(["1.2.3.4", "5.6.7.8"]) == "nameserver 1.2.3.4\nnameserver 5.6.7.8\n"
     assert "nameserver 127." not in resolv_conf(None)
+
+
+def test_stop_request_is_set_by_a_signal_inside_its_own_wait():
+    """The handler runs in the waiting thread (a threading.Event could
+    deadlock there on its own lock): the wait ends at once, and the flag
+    stays set for later waits."""
+    import signal as signals
+    import time as clock
+    from pyd.cli import _StopRequest
+    stop = _StopRequest()
+    old = signals.signal(signals.SIGALRM, lambda *_: stop.set())
+    try:
+        signals.setitimer(signals.ITIMER_REAL, 0.05)
+        started = clock.monotonic()
+        assert stop.wait(30) is True
+        assert clock.monotonic() - started < 10
+        assert stop.wait(0) is True
+    finally:
+        signals.setitimer(signals.ITIMER_REAL, 0)
+        signals.signal(signals.SIGALRM, old)
+    assert _StopRequest().wait(0.01) is False
