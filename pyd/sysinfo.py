@@ -89,6 +89,14 @@ def cgroup_controller(name):
     return False
 
 
+def read_only(path="/"):
+    """Whether the mount holding `path` is read-only (an appliance's root, often)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def fs_type(path):
     """The filesystem type of the mount holding `path` (from /proc/self/mounts)."""
     best, kind = "", "unknown"

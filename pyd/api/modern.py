@@ -573,6 +573,8 @@ def daemon_info(facts):
         "LiveRestoreEnabled": False, "Isolation": "", "InitBinary": "", "ContainerdCommit": {"ID": "", "Expected": ""},
         "RuncCommit": {"ID": "", "Expected": ""}, "InitCommit": {"ID": "", "Expected": ""},
         "SecurityOptions": facts["security_options"], "Warnings": facts["warnings"],
+        # dockerd leaves SystemStatus out when it has nothing to say (omitempty).
+        **({"SystemStatus": facts["system_status"]} if facts.get("system_status") else {}),
     }
 
 

@@ -83,6 +83,8 @@ class Engine:
             remove_tree(os.path.join(self.config.tmp_dir, name))
         self.driver = drivers.choose(self.config.storage_driver, self.config.tmp_dir)
         log.info("storage driver: %s", self.driver.name)
+        if sysinfo.read_only("/"):
+            log.info("the root filesystem is read-only: pyd writes only under %s", self.config.root)
         self.layers.load()
         self.images.load()
         self.distribution.load()
@@ -176,6 +178,7 @@ class Engine:
             "hostname": socket.gethostname(),
             "security_options": ["name=seccomp,profile=default", "name=no-new-privileges"],
             "warnings": self._warnings(cg),
+            "system_status": [["Root filesystem", "read-only"]] if sysinfo.read_only("/") else [],
         }
 
     @staticmethod

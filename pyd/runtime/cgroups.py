@@ -188,8 +188,8 @@ class Cgroup:
             made = {}
             for c in V1_CONTROLLERS:
                 mount = os.path.join(V2_ROOT, c)
-                if not os.path.isdir(mount):
-                    continue
+                if not os.path.exists(os.path.join(mount, "cgroup.procs")):
+                    continue  # not mounted (an empty directory is not a hierarchy)
                 # Co-mounted controllers (cpu,cpuacct) are one hierarchy: one directory.
                 real = os.path.realpath(mount)
                 if real not in made:
