@@ -11,7 +11,6 @@ is in the stream. See docs/build.md.
 import json
 
 from .. import errors
-from ..engine.builder import BuildError, Built, Options, Step, Tagged, Text
 from ..engine.fetch import check_url
 from ..http.messages import Stream
 from ..registry import credentials
@@ -34,6 +33,7 @@ def _json_object(req, name):
 
 def options(req):
     """The build's Options from the query; tags checked here, before any output."""
+    from ..engine.builder import Options  # the builder loads on the first build
     s = req.surface
     if req.arg("version") == "2":
         raise errors.BadParameter("BuildKit is not supported by pyd: use the classic builder "
@@ -79,6 +79,7 @@ def _remote(req):
 
 
 def _project(s, msg):
+    from ..engine.builder import Built, Step, Tagged, Text
     if isinstance(msg, Step):
         return s.build_step(msg.n, msg.total, msg.text)
     if isinstance(msg, Text):
@@ -91,6 +92,7 @@ def _project(s, msg):
 
 
 def build(req):
+    from ..engine.builder import BuildError, Built
     s = req.surface
     try:
         opts = options(req)

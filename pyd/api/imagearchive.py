@@ -10,7 +10,6 @@ later (a layer that does not match its diff id) is an errorDetail in it.
 """
 
 from .. import errors
-from ..engine.imagearchive import Messages, Progress, Text
 from ..http.messages import Stream
 
 
@@ -26,6 +25,7 @@ def save_one(req):
 
 
 def load(req):
+    from ..engine.imagearchive import Messages, Progress, Text  # loaded on first use
     s = req.surface
     quiet = req.arg_bool("quiet")
     messages = req.engine.image_load(req.body, quiet)

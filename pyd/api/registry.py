@@ -4,8 +4,6 @@ client since Docker 0.6.5 sends them) or, on push, from v1.3's authConfig
 body; the engine never sees them in any other shape."""
 
 from .. import errors
-from ..engine.pull import Progress, Status
-from ..engine.push import Pushed
 from ..http.messages import Reply, Stream
 from ..registry import credentials
 
@@ -18,6 +16,8 @@ def _auth(req, body=None):
 def _stream(req, messages):
     """Pull and push messages through the surface; a failure after the 200
     is in the stream, as the document's {"error": ...}."""
+    from ..engine.pull import Progress, Status  # the registry code loads on first use
+    from ..engine.push import Pushed
     s = req.surface
 
     def chunks():

@@ -30,12 +30,10 @@ from ..store.images import ImageStore, short
 from ..store.layers import LayerStore
 from ..store.volumes import VolumeStore
 from ..refs import parse_repo_tag, split_name
-from ..registry import reference
-from . import imagearchive, pull as pulling, push as pushing
 from .registries import Registries
-from . import archive, buildcontext, buildcopy, builder, createconfig, etcfiles, execs, filters as flt, fsops
+from . import createconfig, etcfiles, execs, filters as flt, fsops
 from . import lifecycle as lc, mounts
-from . import dockerfile_changes, health, logs, plan as plans, ports, resources
+from . import health, logs, plan as plans, ports, resources
 from .networking import Networking, initial_endpoints, networks_of
 from .events import Bus, Overflow
 from .names import random_name
@@ -206,6 +204,7 @@ class Engine:
     def image_import(self, fileobj, total, repo, tag, progress, comment="", changes=None):
         """Import a tar (any compression) as a new base image; returns its id.
         `changes`: Dockerfile-style lines (CMD, ENV...) set in its config."""
+        from . import dockerfile_changes
         overrides = dockerfile_changes.apply(createconfig.empty_config(), changes) if changes else None
         img = fsops.import_tar(self.images, self.config.tmp_dir, fileobj, total, progress, comment,
                                run_config=overrides, max_bytes=self.config.max_layer_size)
@@ -232,6 +231,8 @@ class Engine:
         ticks) for one tag or digest, or for every tag of the repository
         when neither is given (as Docker). `auth`: the request's credentials
         ({} for none)."""
+        from . import pull as pulling
+        from ..registry import reference
         all_tags = not tag and "@" not in name and ":" not in name.rsplit("/", 1)[-1]
         ref = reference.parse(name, tag or None, registry)
         candidates = self.registries.for_pull(ref, auth)
@@ -240,6 +241,7 @@ class Engine:
         return self._pull_all(ref, candidates, platform)
 
     def _pull_all(self, ref, candidates, platform):
+        from . import pull as pulling
         tags = sorted(candidates[-1].tags(ref.path))
         if not tags:
             raise errors.NotFound(f"{ref.repo}: the registry lists no tags")
@@ -249,6 +251,8 @@ class Engine:
     def image_push(self, name, tag=None, registry=None, auth=None):
         """A generator of push messages (pull.Status, pull.Progress,
         push.Pushed, None ticks) for `name`'s one tag, or all its tags."""
+        from . import push as pushing
+        from ..registry import reference
         ref = reference.parse(name, None, registry)
         if ref.digest:
             raise errors.BadParameter("cannot push a digest reference")
@@ -1113,6 +1117,7 @@ class Engine:
     def commit(self, ref, repo, tag, comment, author, body, changes=None, pause=False):
         """Commit a container's changes as a new image; returns its id.
         `changes`: Dockerfile-style lines laid over the config (after `body`)."""
+        from . import dockerfile_changes
         c = self.containers.get(ref)
         if repo:
             repo, tag = parse_repo_tag(repo, tag)
@@ -1139,6 +1144,7 @@ class Engine:
     def image_save(self, names):
         """A producer writing the images `names` as `docker save` does (the
         docker-archive tar); an unknown name is NotFound here, before any byte."""
+        from . import imagearchive
         plan = imagearchive.plan_save(self.images, names)
 
         def produce(send):
@@ -1153,6 +1159,7 @@ class Engine:
         wrong with the archive itself fails here, before any output. Returns
         the generator of its messages (imagearchive.Progress, Text) that
         stores the layers and images; the archive's files go when it ends."""
+        from . import imagearchive
         loader = imagearchive.Loader(self.images, self.layers, self.config.tmp_dir, body,
                                      self.config.max_layer_size)
 
@@ -1175,6 +1182,7 @@ class Engine:
         Dockerfile) and check the Dockerfile; returns a generator of the
         build's messages (engine.builder). What fails here fails before any
         output; the context's directory goes when the generator ends."""
+        from . import buildcontext, buildcopy, builder
         work = fsops.new_work_dir(self.config.tmp_dir, "build")
         try:
             ctx = os.path.join(work, "context")
@@ -1363,11 +1371,13 @@ class Engine:
 
     def _archive_open(self, c, write=False):
         """The container's root (engine.archive.Opened); the caller holds c.lock."""
+        from . import archive
         layers = self.images.layer_dirs(self.images.get(c.image))
         return archive.open_root(c, self.runtime, layers, write)
 
     def container_stat_path(self, ref, path):
         """Docker's ContainerPathStat of `path` (a dict), for HEAD."""
+        from . import archive
         c = self.containers.get(ref)
         with c.lock, self._archive_open(c) as opened:
             st, node = archive.stat_path(opened, path, ref)
@@ -1380,6 +1390,7 @@ class Engine:
         is held only while the root is opened: an open root stays valid
         without it (a stopped container's read-only mount does not use its
         upper dir as one, so it may start meanwhile)."""
+        from . import archive
         c = self.containers.get(ref)
         with c.lock:
             opened = self._archive_open(c)
@@ -1395,6 +1406,7 @@ class Engine:
         """Extract the tar `body` under directory `path`. The lock is held
         throughout: a stopped container's upper dir may be in use by one
         mount only, so it cannot start meanwhile."""
+        from . import archive
         c = self.containers.get(ref)
         with c.lock, self._archive_open(c, write=True) as opened:
             archive.extract(c, opened, path, ref, body, self._stack(c)[2], copy_uid_gid,
