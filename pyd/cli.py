@@ -74,6 +74,11 @@ def build_parser():
     p.add_argument("--max-connections", type=int, default=Config.max_connections, metavar="N",
                    help="connections served at once (default %(default)s); past it a new client takes the "
                         "slot of a slow or idle one, or gets 503 when all are busy")
+    p.add_argument("--log-driver", default=None, metavar="DRIVER",
+                   help="containers' default log driver: json-file, local or none (default json-file)")
+    p.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="containers' default log options: max-size=SIZE, max-file=N (repeatable; "
+                        "without them a container keeps 2 files of 8 MiB)")
     p.add_argument("-D", "--debug", action="store_true", help="log every request and debug details")
     p.add_argument("-d", "--daemon", action="store_true", help=argparse.SUPPRESS)  # docker -d habit
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -177,6 +182,11 @@ def main(argv=None):
         print(f"pyd: {e}", file=sys.stderr)
         return 2
     certs = default_cert_dir()
+    try:
+        log_config = _log_config(args.log_driver, args.log_opt)
+    except ValueError as e:
+        print(f"pyd: {e}", file=sys.stderr)
+        return 2
     config = Config(root=os.path.abspath(args.root), pidfile=os.path.abspath(args.pidfile),
                     hosts=tuple(hosts), cors=args.api_enable_cors, debug=args.debug,
                     tls=tls_on, tls_verify=bool(args.tlsverify),
@@ -186,7 +196,7 @@ def main(argv=None):
                     allow_privileged=args.allow_privileged, allowed_hosts=tuple(args.allow_host),
                     max_connections=max(1, args.max_connections),
                     default_pids_limit=max(0, args.default_pids_limit),
-                    max_layer_size=args.max_layer_size,
+                    max_layer_size=args.max_layer_size, log_config=log_config,
                     storage_driver=args.storage_driver, bridge=args.bridge, bip=args.bip, default_ip=args.ip,
                     iptables=args.iptables, ip_forward=args.ip_forward, ip_masq=args.ip_masq,
                     dns_upstream=None if args.dns_upstream is None else [u for u in args.dns_upstream if u],
@@ -201,6 +211,22 @@ def main(argv=None):
     except AlreadyRunning as e:
         print(f"pyd: {e}", file=sys.stderr)
         return 1
+
+
+def _log_config(driver, opts):
+    """--log-driver and --log-opt as a LogConfig, checked as a container's is."""
+    from . import errors
+    from .engine import logconfig
+    pairs = {}
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if not eq:
+            raise ValueError(f"--log-opt {opt!r}: KEY=VALUE expected")
+        pairs[key] = value
+    try:
+        return logconfig.check({"Type": driver or "", "Config": pairs})
+    except errors.BadParameter as e:
+        raise ValueError(str(e)) from None
 
 
 def _bootloader_pid():

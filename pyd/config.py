@@ -2,6 +2,7 @@
 
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 DEFAULT_ROOT = "/var/lib/pyd"
 DEFAULT_PIDFILE = "/var/run/pyd.pid"
@@ -29,8 +30,12 @@ class Config:
     # Bodies parsed in memory (JSON configs) are bounded; streamed bodies
     # (tars for import and build) are not read into memory.
     max_json_body: int = 1 << 20
-    # Per-container output log kept for attach logs=1.
-    max_log_bytes: int = 16 << 20
+    # A container's kept output (engine.logconfig): files of log_max_size
+    # bytes, log_max_file of them, unless its LogConfig says otherwise;
+    # log_config is the daemon's --log-driver/--log-opt default, or None.
+    log_max_size: int = 8 << 20
+    log_max_file: int = 2
+    log_config: Optional[dict] = None
     shutdown_grace: float = 10.0
     # Containers whose PidsLimit is unset get this pids.max (0: none), so
     # that a fork bomb inside one leaves the host and the daemon responsive.

@@ -39,3 +39,8 @@ class TooLarge(PydError):
 
 class Unavailable(PydError):
     """The daemon is shutting down or out of connection slots."""
+
+
+class Unsupported(PydError):
+    """What pyd was configured not to do for this object (logs of a
+    container whose log driver keeps nothing)."""

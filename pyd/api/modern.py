@@ -172,7 +172,7 @@ def _unix(text):
 _HOST_KEYS = ("Memory", "MemorySwap", "Dns", "Binds", "Mounts", "AutoRemove", "RestartPolicy",
               "NetworkMode", "ExtraHosts", "Privileged", "CapAdd", "CapDrop", "ReadonlyRootfs", "Init",
               "PidsLimit", "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "Tmpfs", "PortBindings",
-              "PublishAllPorts", "DnsSearch", "DnsOptions", "ShmSize", "SecurityOpt")
+              "PublishAllPorts", "DnsSearch", "DnsOptions", "ShmSize", "SecurityOpt", "LogConfig")
 
 
 def create_config(body):
@@ -375,7 +375,7 @@ def host_config(host):
     rp = h.get("RestartPolicy") or {}
     vf = h.get("VolumesFrom") or ""
     return {
-        "Binds": h.get("Binds"), "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+        "Binds": h.get("Binds"), "ContainerIDFile": "", "LogConfig": h.get("LogConfig") or {"Type": "json-file", "Config": {}},
         "NetworkMode": _network_mode(h), "PortBindings": h.get("PortBindings"),
         "RestartPolicy": {"Name": rp.get("Name") or "no", "MaximumRetryCount": rp.get("MaximumRetryCount") or 0},
         "AutoRemove": bool(h.get("AutoRemove")), "VolumeDriver": "",

@@ -33,7 +33,7 @@ from ..refs import parse_repo_tag, split_name
 from .registries import Registries
 from . import createconfig, etcfiles, execs, filters as flt, fsops
 from . import lifecycle as lc, mounts
-from . import health, logs, plan as plans, ports, resources
+from . import health, logconfig, logs, plan as plans, ports, resources
 from .networking import Networking, initial_endpoints, networks_of
 from .events import Bus, Overflow
 from .names import random_name
@@ -396,6 +396,8 @@ class Engine:
         elif mode in ("default", "bridge") and not self.net.enabled:
             warnings.append("networking is off on this daemon (-b none): the container gets loopback only")
         warnings += resources.discard_unsupported(cfg, cgroups.support())
+        # As dockerd: the daemon's --log-driver/--log-opt fill a LogConfig the client left out.
+        cfg["LogConfig"] = logconfig.check(cfg.get("LogConfig")) or self.config.log_config
         if not createconfig.argv(cfg):
             raise errors.BadParameter("No command specified")
         cid = new_id()
@@ -589,7 +591,7 @@ class Engine:
                 c.host["Binds"] = binds
             count = (c.state.get("restart_count") or 0) + 1 if by_policy else 0
             back_to = self.lifecycle.starting(c, restart_count=count)
-        output = self.runtime.output(c.id, c.path)
+        output = self._output(c)
         try:
             plan = plans.build(c, layers, view, driver, self.config.layers_dir, self.config.default_pids_limit)
             got = self.net.attach(c)
@@ -810,7 +812,7 @@ class Engine:
         head (docker run does) cannot start it, or fail to, before we listen."""
         c = self.containers.get(ref)
         streams = [s for s, on in ((STDOUT, stdout), (STDERR, stderr)) if on]
-        output = self.runtime.output(c.id, c.path)
+        output = self._output(c)
         held = []  # the Conn, once there is one: a subscriber cut off before that has nothing to abort
         with c.lock:
             waiting = c.status in (lc.CREATED, lc.STARTING)
@@ -884,10 +886,17 @@ class Engine:
         self.events.publish("container", action, c.id, image=c.config.get("Image") or c.image, name=c.name,
                             **attrs)
 
+    def _output(self, c):
+        """The container's Output, bounded by its LogConfig."""
+        limits = logconfig.limits(c.host.get("LogConfig"), self.config.log_max_size, self.config.log_max_file)
+        return self.runtime.output(c.id, c.path, limits)
+
     def container_logs(self, ref, stdout=True, stderr=True, follow=False, tail=None, since=None, until=None):
         """(tty, generator of (stream, line bytes, ns)); since/until in epoch seconds."""
         c = self.containers.get(ref)
-        output = self.runtime.output(c.id, c.path)
+        if not logconfig.keeps_logs(c.host.get("LogConfig")):
+            raise errors.Unsupported("configured logging driver does not support reading")
+        output = self._output(c)
         with c.lock:
             running = c.running or c.status == lc.STARTING
             gen = logs.select(output, stdout, stderr, follow, tail,

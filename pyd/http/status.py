@@ -12,6 +12,7 @@ _STATUS = [
     (errors.Forbidden, 403),
     (errors.TooLarge, 413),
     (errors.Unavailable, 503),
+    (errors.Unsupported, 501),
 ]
 
 

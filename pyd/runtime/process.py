@@ -233,12 +233,14 @@ class Runtime:
 
     # -- what is live ----------------------------------------------------
 
-    def output(self, cid, cdir):
-        """The container's output log and fan-out (one per container)."""
+    def output(self, cid, cdir, limits=None):
+        """The container's output log and fan-out (one per container);
+        `limits`: (bytes a log file holds, files kept), engine.logconfig's."""
         with self._lock:
             out = self._outputs.get(cid)
             if out is None:
-                out = self._outputs[cid] = Output(cdir, self.config.max_log_bytes)
+                size, files = limits or (self.config.log_max_size, self.config.log_max_file)
+                out = self._outputs[cid] = Output(cdir, size, files)
             return out
 
     def process(self, cid):

@@ -4,10 +4,10 @@ disk, and fanned out to any number of attached clients.
 Log format (stdio.log): records of a 16-byte header (stream, 0, 0, 0,
 big-endian uint32 length, big-endian uint64 nanoseconds since the epoch
 when the daemon read the bytes) and the bytes; the time serves `logs
---since/--until/--timestamps`. The log is bounded: past half the limit the
-current file becomes stdio.log.1 (the previous .1 is dropped), so at most
-`limit` bytes are kept. Logs of format 2 (output.log, without times) are
-rewritten in this format when the data root is opened (store/format.py).
+--since/--until/--timestamps`. The log is bounded, as json-file's max-size
+and max-file bound it: past `file_bytes` the current file becomes
+stdio.log.1 (.1 becomes .2, and so on; what falls past `files` is dropped).
+Logs of format 2 (output.log, without times) are rewritten in this format when the data root is opened (store/format.py).
 
 Slow clients: each subscriber has a bounded queue. The pump never blocks on a
 client; when a client falls more than `max_pending` bytes behind it is
@@ -84,11 +84,29 @@ class Subscriber:
             return item
 
 
+def _rotated(path):
+    """The rotated files of the log at `path` that exist, newest (.1) first."""
+    d, base = os.path.split(path)
+    found = []
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return []
+    for n in names:
+        if n.startswith(base + ".") and n[len(base) + 1:].isdigit():
+            found.append((int(n[len(base) + 1:]), os.path.join(d, n)))
+    return [p for _, p in sorted(found)]
+
+
 class Output:
-    def __init__(self, directory, limit):
+    """`file_bytes`: what one log file may hold before it is rotated;
+    `files`: how many are kept (LogConfig's max-size and max-file); 0 files
+    keeps nothing (the none driver: live output only)."""
+
+    def __init__(self, directory, file_bytes, files=2):
         self.path = os.path.join(directory, LOG)
-        self.old_path = self.path + ".1"
-        self.limit = max(limit, 1024)
+        self.file_bytes = max(file_bytes, 1024)
+        self.files = max(files, 0)
         self._lock = threading.Lock()
         self._subs = []
         self._f = None
@@ -99,24 +117,59 @@ class Output:
     def open_for_run(self):
         """A new run appends to the same log (a restarted container keeps its history)."""
         with self._lock:
-            self._f = open(self.path, "ab", buffering=0)
-            self._size = self._f.tell()
+            if self.files:
+                self._f = open(self.path, "ab", buffering=0)
+                self._size = self._f.tell()
             self.ended = False
+
+    def _pieces(self, data):
+        """`data` cut so that no file grows past `file_bytes`: at the last
+        newline that fits (a line is cut only when it alone is longer than a
+        file), rotating before each piece that would not fit."""
+        while data:
+            room = self.file_bytes - self._size - _HEAD.size
+            if len(data) <= room:
+                yield data
+                return
+            cut = data.rfind(b"\n", 0, max(room, 0)) + 1
+            if cut == 0 and self._size == 0:
+                cut = room               # one line longer than a whole file
+            if cut == 0:
+                self._rotate()
+                continue
+            yield data[:cut]
+            data = data[cut:]
+
+    def _rotate(self):
+        """The current file becomes .1 (and .k becomes .k+1) while `files`
+        allow; what falls past the last kept file is dropped."""
+        self._f.close()
+        self._f = None
+        for old in _rotated(self.path):
+            if int(old.rsplit(".", 1)[1]) >= self.files - 1:
+                os.unlink(old)
+        for n in range(self.files - 2, 0, -1):
+            try:
+                os.replace(f"{self.path}.{n}", f"{self.path}.{n + 1}")
+            except FileNotFoundError:
+                pass
+        if self.files > 1:
+            os.replace(self.path, self.path + ".1")
+        else:
+            os.unlink(self.path)
+        self._f = open(self.path, "ab", buffering=0)
+        self._size = 0
 
     def write(self, stream, data):
         ns = time.time_ns()
         with self._lock:
             if self._f is not None:
                 try:
-                    if self._size >= self.limit // 2:
-                        self._f.close()
-                        os.replace(self.path, self.old_path)
-                        self._f = open(self.path, "ab", buffering=0)
-                        self._size = 0
-                    rec = _HEAD.pack(stream, len(data), ns) + data
-                    if self._f.write(rec) != len(rec):
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                    self._size += len(rec)
+                    for piece in self._pieces(data):
+                        rec = _HEAD.pack(stream, len(piece), ns) + piece
+                        if self._f.write(rec) != len(rec):
+                            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                        self._size += len(rec)
                     self._lost = False
                 except OSError as e:
                     # A full disk: the output still reaches attached clients; the
@@ -156,7 +209,7 @@ class Output:
         with self._lock:
             # Open the files now: a rotation after we let go must not change what we replay.
             marks = []
-            for p in (self.old_path, self.path) if logs else ():
+            for p in (_rotated(self.path)[::-1] + [self.path]) if logs else ():
                 try:
                     f = open(p, "rb")
                 except FileNotFoundError:
@@ -201,6 +254,6 @@ def _replay(marks, streams):
 
 def read_log(directory, streams):
     """Everything kept in the log, for a container that is not running."""
-    out = Output(directory, 1 << 30)
+    out = Output(directory, 1 << 30)  # replays whatever files are there
     replay, _ = out.subscribe(streams, logs=True, stream=False)
     return replay

@@ -32,7 +32,7 @@ HOST_FIELDS = ("Memory", "MemorySwap", "Dns", "VolumesFrom",
                "Binds", "Mounts", "AutoRemove", "RestartPolicy", "NetworkMode", "ExtraHosts",
                "Privileged", "CapAdd", "CapDrop", "ReadonlyRootfs", "Init", "PidsLimit",
                "NanoCpus", "CpuShares", "CpuQuota", "CpuPeriod", "Tmpfs", "PortBindings",
-               "PublishAllPorts", "DnsSearch", "DnsOptions", "ShmSize", "SecurityOpt")
+               "PublishAllPorts", "DnsSearch", "DnsOptions", "ShmSize", "SecurityOpt", "LogConfig")
 
 LEGACY_HOST_FIELDS = HOST_FIELDS[:4]
 
