@@ -51,6 +51,9 @@ def build_parser():
                        ("--ip-masq", "masquerade containers' outbound traffic")):
         p.add_argument(flag, nargs="?", const=True, default=True, type=_bool, metavar="BOOL",
                        help=f"{what} (default true; --{flag[2:]}=false turns it off)")
+    p.add_argument("--userland-proxy", nargs="?", const=True, default=False, type=_bool, metavar="BOOL",
+                   help="serve published ports by the in-daemon proxy only (default false: the kernel "
+                        "forwards them where iptables is there, 127.0.0.1 included)")
     p.add_argument("--dns-upstream", action="append", type=_upstream, metavar="IP[:PORT]",
                    help="where the DNS server of user networks forwards names it does not know "
                         "(repeatable; default: the host's resolv.conf nameservers; 'none': nowhere)")
@@ -199,6 +202,7 @@ def main(argv=None):
                     max_layer_size=args.max_layer_size, log_config=log_config,
                     storage_driver=args.storage_driver, bridge=args.bridge, bip=args.bip, default_ip=args.ip,
                     iptables=args.iptables, ip_forward=args.ip_forward, ip_masq=args.ip_masq,
+                    userland_proxy=args.userland_proxy,
                     dns_upstream=None if args.dns_upstream is None else [u for u in args.dns_upstream if u],
                     insecure_registries=tuple(args.insecure_registry),
                     registry_mirrors=tuple(args.registry_mirror))
@@ -230,13 +234,15 @@ def _log_config(driver, opts):
 
 
 def _bootloader_pid():
-    """The pid of the one-file bootloader that runs us, or None.
+    """The pid of a one-file bootloader that runs us as its child, or None.
 
-    PyInstaller's one-file binary unpacks itself and runs the daemon as a
-    child of the same executable. Users and supervisors see and signal the
-    parent (it forwards signals), so the pidfile names it, and the daemon
-    asks to die with it: a kill -9 of the parent must not leave an orphan
-    daemon holding the data root.
+    PyInstaller's own one-file mode unpacks itself and runs the daemon as a
+    child of the same executable; users and supervisors see and signal the
+    parent, so the pidfile names it, and the daemon asks to die with it: a
+    kill -9 of the parent must not leave an orphan holding the data root.
+    build.sh's dist/pyd (native/pydboot.c) execs the unpacked program in
+    place instead, so there this finds no such parent and the daemon is the
+    process that was started. Kept for a one-file build made by hand.
     """
     if not getattr(sys, "frozen", False):
         return None

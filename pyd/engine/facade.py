@@ -11,6 +11,7 @@ import logging
 import os
 import signal as signals
 import socket
+import sys
 import threading
 import time
 
@@ -77,8 +78,13 @@ class Engine:
         for d in (self.config.tmp_dir, self.config.volumes_dir, self.config.containers_dir):
             os.makedirs(d, mode=0o700, exist_ok=True)
             mark_topdir(d)
+        # The frozen binary may have unpacked itself here (TMPDIR pointing into
+        # the data root, as on an appliance whose only writable place it is).
+        running_from = os.path.dirname(os.path.realpath(sys.executable))
         for name in os.listdir(self.config.tmp_dir):
-            remove_tree(os.path.join(self.config.tmp_dir, name))
+            path = os.path.join(self.config.tmp_dir, name)
+            if not (running_from + "/").startswith(os.path.realpath(path) + "/"):
+                remove_tree(path)
         self.driver = drivers.choose(self.config.storage_driver, self.config.tmp_dir)
         log.info("storage driver: %s", self.driver.name)
         if sysinfo.read_only("/"):

@@ -97,11 +97,13 @@ def test_no_memory_controller_discards_memory_limits(tmp_path, busybox_tar, stop
 
 def test_a_read_only_root_with_a_writable_data_root(tmp_path, busybox_tar, stopped):
     root = tmp_path / "root"
-    (root / "tmp").mkdir(parents=True)
+    root.mkdir()
     # The root mount made read-only in this namespace only; the data root bound
-    # over itself and kept writable; the one-file binary unpacks into it.
+    # over itself and kept writable; the frozen binary unpacks into it (TMPDIR
+    # inside the data root's own tmp/, which the daemon empties at start but
+    # for what it runs from).
     script = (f"mount -o remount,bind,ro / && mount --bind {root} {root} && mount -o remount,bind,rw {root} "
-              f"&& export TMPDIR={root}/tmp && ! touch /pyd-ro-probe 2>/dev/null")
+              f"&& mkdir -p {root}/tmp && export TMPDIR={root}/tmp && ! touch /pyd-ro-probe 2>/dev/null")
     d = Daemon(root, cmd=in_namespace(script))
     stopped(d)
     d.start()
