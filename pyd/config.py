@@ -57,6 +57,11 @@ class Config:
     iptables: bool = True
     ip_forward: bool = True
     ip_masq: bool = True
+    # Published ports: False (the default) lets the kernel forward them where
+    # iptables is there (DNAT, loopback included), with the userland proxy
+    # still listening for what the kernel does not take (a container calling
+    # a published port, a host without iptables); True: the proxy alone.
+    userland_proxy: bool = False
     # Where the DNS server of user networks forwards names it does not know:
     # None = the host's resolv.conf nameservers; else [(ip, port)] ([] = nowhere).
     dns_upstream: object = None

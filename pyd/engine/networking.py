@@ -113,6 +113,7 @@ class Sandbox:
     netns_fd: Optional[int] = None
     endpoints: Dict[str, Endpoint] = field(default_factory=dict)   # by network id
     bindings: List[tuple] = field(default_factory=list)           # (proto, host ip, host port)
+    forwarded: List[tuple] = field(default_factory=list)          # publish_port's arguments
     port_map: dict = field(default_factory=dict)                   # "80/tcp" -> [{HostIp, HostPort}]
     mode: str = "bridge"
     predefined: Optional[str] = None        # "host" or "none": their events only
@@ -439,7 +440,7 @@ class Networking:
                 self._plug(sb, rec, c)
             if sb.endpoints:
                 primary = next(iter(sb.endpoints.values()))
-                self._publish(sb, c, primary.address)
+                self._publish(sb, c, primary.address, self.get(primary.net_id)["bridge"])
                 self._write_etc(c, sb)
         except BaseException:
             self.release(c.id)
@@ -504,9 +505,13 @@ class Networking:
             sb.endpoints.pop(ep.net_id, None)
         self.events.publish("network", "disconnect", ep.net_id, container=sb.cid, name=ep.net_name, type="bridge")
 
-    def _publish(self, sb, c, address):
+    def _publish(self, sb, c, address, bridge):
         """Serve every published port; all of them or none (a conflict undoes
-        what was bound and fails the start with dockerd's message)."""
+        what was bound and fails the start with dockerd's message). The
+        proxy's listener holds the port; where the kernel can forward it
+        (firewall.publish_port), it does, and the proxy sees only what the
+        kernel leaves (docs/proxy.md)."""
+        kernel = not self.config.userland_proxy and self.firewall.can_forward_ports()
         for want in portspec.wanted(c.config, c.host):
             host_ip = want.host_ip or self.config.default_ip
             if not ipaddress.ip_address(host_ip).is_loopback and host_ip not in self._warned_public:
@@ -515,6 +520,10 @@ class Networking:
             port = self._bind(want, host_ip, str(address), c.name)
             sb.bindings.append((want.proto, host_ip, port))
             sb.port_map.setdefault(want.key, []).append({"HostIp": host_ip, "HostPort": str(port)})
+            if kernel:
+                args = (bridge, want.proto, host_ip, port, str(address), want.port)
+                if self.firewall.publish_port(*args):
+                    sb.forwarded.append(args)
 
     def _bind(self, want, host_ip, address, endpoint):
         candidates = want.host_ports or _random_ports()
@@ -572,6 +581,9 @@ class Networking:
         if sb is None:
             return
         with sb.lock:
+            for args in sb.forwarded:
+                self.firewall.unpublish_port(*args)
+            sb.forwarded.clear()
             for proto, host_ip, port in sb.bindings:
                 try:
                     self.proxy.unpublish(proto, host_ip, port)

@@ -142,6 +142,43 @@ def _nft_forward_rules(br):
     ]
 
 
+_LOCAL_DST = ["-m", "addrtype", "--dst-type", "LOCAL"]
+
+
+def _dnat(br, proto, host_ip, host_port, target_ip, target_port):
+    """The DNAT of a published port; `! -i br` leaves the bridge's own
+    traffic (a container calling a published port) to the proxy, and names
+    the bridge for remove_bridge."""
+    dst = ["-d", f"{host_ip}/32"] if host_ip and host_ip != "0.0.0.0" else []
+    return dst + ["!", "-i", br, "-p", proto, "-m", proto, "--dport", str(host_port),
+                  "-j", "DNAT", "--to-destination", f"{target_ip}:{target_port}"]
+
+
+def _port_accept(br, proto, target_ip, target_port):
+    return ["-d", f"{target_ip}/32", "!", "-i", br, "-o", br, "-p", proto, "-m", proto,
+            "--dport", str(target_port), "-j", "ACCEPT"]
+
+
+def _local_masquerade(br):
+    """Connections from the host's own addresses (127.0.0.1 among them) into
+    `br` leave with the bridge's address: a container never sees a loopback
+    source, which its replies could not reach."""
+    return ["-o", br, "-m", "addrtype", "--src-type", "LOCAL", "-j", "MASQUERADE"]
+
+
+def _no_localnet_in(br):
+    """route_localnet on `br` would let a container send to the host's
+    127.0.0.1 services: only replies (to the DNATed connections) may come in
+    that way (kube-proxy's rule for CVE-2020-8558)."""
+    return ["-i", br, "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED",
+            "-j", "DROP"]
+
+
+def _write_sysctl(path, value):
+    with open(path, "w") as f:
+        f.write(value)
+
+
 def _bridges_of(tokens):
     """The interface names a rule from `iptables -S` matches with -i/-o."""
     return {tokens[i + 1] for i, t in enumerate(tokens[:-1]) if t in ("-i", "-o", "--in-interface",
@@ -175,6 +212,12 @@ class Firewall:
         # which drops it if that interface is another pyd bridge.
         self.iso1_chain = f"{chain}-ISO1"
         self.iso2_chain = f"{chain}-ISO2"
+        # Published ports forwarded by the kernel (publish_port): DNAT in
+        # <chain>-DNAT, reached from PREROUTING and OUTPUT for local
+        # destinations, as dockerd's DOCKER chain; <chain>-INPUT refuses what
+        # route_localnet would otherwise let in from a bridge.
+        self.dnat_chain = f"{chain}-DNAT"
+        self.input_chain = f"{chain}-INPUT"
         self.nft_table = chain.lower()      # `table ip pyd` for nft masquerade
         self.added = {}                     # bridge -> subnet or None, by this object
         # One change at a time: a -C then -A from two threads would add a rule twice.
@@ -280,6 +323,64 @@ class Firewall:
                 self.added[bridge] = str(net) if masquerade else None
         return warnings     # the caller logs them, naming the network
 
+    def can_forward_ports(self) -> bool:
+        """Whether publish_port can work: iptables (IPv4) is there and answered."""
+        return self.tool == "iptables" and not self.reason
+
+    def publish_port(self, bridge, proto, host_ip, host_port, target_ip, target_port):
+        """Let the kernel forward host_ip:host_port (all local addresses for
+        0.0.0.0) to target_ip:target_port on `bridge`, loopback included
+        (dockerd's --userland-proxy=false): DNAT from PREROUTING and OUTPUT,
+        an accept past a FORWARD policy of DROP, and for connections from
+        127.0.0.1 route_localnet on the bridge with a masquerade, so that the
+        container sees the bridge's address. Packets from the bridge itself
+        are left to the userland proxy, which still listens (hairpin).
+        Raises _ToolFailed-free OSError/BadParameter only; returns False
+        when the tool refused (the proxy then serves the port alone)."""
+        _check_bridge(bridge)
+        if not self.can_forward_ports() or ipaddress.ip_address(target_ip).version != 4 \
+                or (host_ip and ipaddress.ip_address(host_ip).version != 4):
+            return False
+        with self._lock:
+            try:
+                for i, binary in enumerate(self.iptables):
+                    self._ipt_ensure_chain(binary, "filter", self.fwd_chain, "FORWARD")
+                    self._ipt_add(binary, "filter", self.fwd_chain,
+                                  _port_accept(bridge, proto, target_ip, target_port))
+                    if i:
+                        continue  # NAT once: the first nat table to map a connection decides
+                    self._ipt_ensure_chain(binary, "nat", self.dnat_chain, None)
+                    for parent in ("PREROUTING", "OUTPUT"):
+                        self._ipt_jump(binary, "nat", parent, self.dnat_chain, _LOCAL_DST)
+                    self._ipt_add(binary, "nat", self.dnat_chain,
+                                  _dnat(bridge, proto, host_ip, host_port, target_ip, target_port))
+                    self._ipt_ensure_chain(binary, "nat", self.nat_chain, "POSTROUTING")
+                    self._ipt_add(binary, "nat", self.nat_chain, _local_masquerade(bridge))
+                    self._ipt_ensure_chain(binary, "filter", self.input_chain, "INPUT")
+                    self._ipt_add(binary, "filter", self.input_chain, _no_localnet_in(bridge))
+                _write_sysctl(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet", "1")
+            except (_ToolFailed, OSError) as e:
+                log.warning("firewall: no kernel forwarding for %s %s:%s: %s", proto, host_ip or "0.0.0.0",
+                            host_port, e)
+                self.unpublish_port(bridge, proto, host_ip, host_port, target_ip, target_port)
+                return False
+        return True
+
+    def unpublish_port(self, bridge, proto, host_ip, host_port, target_ip, target_port):
+        """Undo publish_port (the per-bridge masquerade and INPUT rule stay
+        with the bridge: remove_bridge deletes them). Failures are logged."""
+        with self._lock:
+            for i, binary in enumerate(self.iptables):
+                for table, chain, rule in (
+                        ("filter", self.fwd_chain, _port_accept(bridge, proto, target_ip, target_port)),
+                        ("nat", self.dnat_chain, _dnat(bridge, proto, host_ip, host_port, target_ip, target_port))):
+                    if table == "nat" and i:
+                        continue
+                    try:
+                        self._ipt(binary, table, "-D", chain, *rule, check=False)
+                    except _ToolFailed as e:
+                        log.warning("firewall: %s", e)
+
     def remove_bridge(self, bridge):
         """Delete every pyd rule that names `bridge` (also ones a crashed
         daemon left). Idempotent; failures are logged."""
@@ -342,11 +443,13 @@ class Firewall:
         try:
             if self.tool == "iptables":
                 for binary in self.iptables:
-                    for table, chain, parent in (("filter", self.iso1_chain, self.fwd_chain),
-                                                 ("filter", self.iso2_chain, self.iso1_chain),
-                                                 ("filter", self.fwd_chain, "FORWARD"),
-                                                 ("nat", self.nat_chain, "POSTROUTING")):
-                        self._ipt_drop_chain(binary, table, chain, parent)
+                    for table, chain, parents in (("filter", self.iso1_chain, [self.fwd_chain]),
+                                                  ("filter", self.iso2_chain, [self.iso1_chain]),
+                                                  ("filter", self.fwd_chain, ["FORWARD"]),
+                                                  ("filter", self.input_chain, ["INPUT"]),
+                                                  ("nat", self.nat_chain, ["POSTROUTING"]),
+                                                  ("nat", self.dnat_chain, ["PREROUTING", "OUTPUT"])):
+                        self._ipt_drop_chain(binary, table, chain, parents)
             elif self.tool == "nft":
                 self._nft_drop_table()
         except _ToolFailed as e:
@@ -356,7 +459,7 @@ class Firewall:
 
     def _ipt_chains(self):
         return (("filter", self.iso1_chain), ("filter", self.iso2_chain), ("filter", self.fwd_chain),
-                ("nat", self.nat_chain))
+                ("filter", self.input_chain), ("nat", self.nat_chain), ("nat", self.dnat_chain))
 
     def _ipt(self, binary, table, *args, check=True):
         return _run([binary, "-w", LOCK_WAIT, "-t", table, *args], check=check)
@@ -384,13 +487,23 @@ class Firewall:
             # (it only RETURNs unless the admin adds rules, which then apply to pyd too).
             self._ipt(binary, table, "-I", parent, "1", "-j", chain)
 
-    def _ipt_drop_chain(self, binary, table, chain, parent):
+    def _ipt_drop_chain(self, binary, table, chain, parents):
         if not self._ipt_has_chain(binary, table, chain) or self._ipt_rules(binary, table, chain):
             return
-        for _ in range(16):     # one jump normally; more only after a racing insert
-            if self._ipt(binary, table, "-D", parent, "-j", chain, check=False)[0] != 0:
-                break
+        for parent in parents:
+            # Every jump to the chain, whatever its matches (the DNAT chain's carry addrtype).
+            for tokens in self._ipt_rules(binary, table, parent):
+                if tokens[-2:] == ["-j", chain]:
+                    self._ipt(binary, table, "-D", parent, *tokens[2:], check=False)
         self._ipt(binary, table, "-X", chain)
+
+    def _ipt_add(self, binary, table, chain, rule):
+        if self._ipt(binary, table, "-C", chain, *rule, check=False)[0] != 0:
+            self._ipt(binary, table, "-A", chain, *rule)
+
+    def _ipt_jump(self, binary, table, parent, chain, match):
+        if self._ipt(binary, table, "-C", parent, *match, "-j", chain, check=False)[0] != 0:
+            self._ipt(binary, table, "-I", parent, "1", *match, "-j", chain)
 
     def _ipt_allow(self, binary, bridge, subnet):
         self._ipt_ensure_chain(binary, "filter", self.fwd_chain, "FORWARD")

@@ -408,6 +408,57 @@ def test_a_published_tcp_port_is_reachable_on_127_0_0_1(box):
     assert port_is_free(hport)
 
 
+def _dnat_rules(daemon):
+    """pyd's DNAT rules for `daemon` (its chains are named after its data root)."""
+    from pyd.network.firewall import chain_for_root
+    chain = chain_for_root(daemon.root) + "-DNAT"
+    p = subprocess.run(["iptables", "-w", "5", "-t", "nat", "-S", chain], capture_output=True, text=True)
+    return [ln for ln in p.stdout.splitlines() if ln.startswith("-A ")], chain
+
+
+def _dnat_packets(chain):
+    p = subprocess.run(["iptables", "-w", "5", "-t", "nat", "-L", chain, "-v", "-x", "-n"],
+                       capture_output=True, text=True, check=True)
+    return sum(int(ln.split()[0]) for ln in p.stdout.splitlines()[2:] if ln.split())
+
+
+def test_the_kernel_forwards_a_published_port_and_the_rule_goes_with_it(box, daemon):
+    """With iptables on the host (CI has it) a published port is DNATed, from
+    127.0.0.1 too: the connection never reaches the userland proxy, which
+    still holds the port."""
+    require(shutil.which("iptables"), "iptables")
+    token = uniq("dnat")
+    cid = httpd(box, token, host={"PortBindings": {"80/tcp": [{"HostPort": ""}]}})
+    hport = int(box.info(cid)["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+    address = box.info(cid)["NetworkSettings"]["IPAddress"]
+    rules, chain = _dnat_rules(daemon)
+    mine = [r for r in rules if f"--dport {hport} " in r]
+    assert len(mine) == 1 and f"--to-destination {address}:80" in mine[0], rules
+    before = _dnat_packets(chain)
+    status, body = http_get(hport)
+    assert (status, body.strip()) == (200, token.encode())
+    assert _dnat_packets(chain) > before, "the connection did not go through the kernel's DNAT"
+    box.kill(cid)
+    assert not [r for r in _dnat_rules(daemon)[0] if f"--dport {hport} " in r]
+    assert port_is_free(hport)
+
+
+def test_userland_proxy_true_keeps_the_kernel_out(new_daemon, busybox_tar_net):
+    require(shutil.which("iptables"), "iptables")
+    d = new_daemon(extra_args=["--userland-proxy"]).start()
+    load_busybox(d.api, busybox_tar_net)
+    b = Box(d.api)
+    try:
+        token = uniq("proxy")
+        cid = httpd(b, token, host={"PortBindings": {"80/tcp": [{"HostPort": ""}]}})
+        hport = int(b.info(cid)["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+        status, body = http_get(hport)
+        assert (status, body.strip()) == (200, token.encode())
+        assert _dnat_rules(d)[0] == []
+    finally:
+        b.cleanup()
+
+
 def test_publish_all_ports_and_a_host_port_range(box):
     token = uniq("all")
     cid = httpd(box, token, ExposedPorts={"80/tcp": {}}, host={"PublishAllPorts": True})
