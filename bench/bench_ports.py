@@ -11,7 +11,8 @@ and would be what is measured), reading 1 MiB at a time. The host sends 1 GB
 closes, so every byte crossed. MB/s = 10^6 bytes per second of wall time
 from connect to that close. Paths, alternating every round:
   - pyd, direct: the container's address on pyd's bridge (pyd gave it);
-  - pyd, published: 127.0.0.1:<HostPort> (pyd's userland proxy, splice);
+  - pyd, published: 127.0.0.1:<HostPort> (the kernel's DNAT where iptables is
+    there, docs/proxy.md; else pyd's userland proxy);
   - dockerd, direct and published (docker-proxy) the same way.
 Target (issue 11): the published port carries >= 70% of the direct
 throughput, and at least as much as dockerd's docker-proxy.
