@@ -171,6 +171,7 @@ class Networking:
             br.unplug(self._nl, name)
         self._default_bridge()
         self.firewall.remove_stale(keep=[r["bridge"] for r in self.store.all()])
+        self.firewall.remove_ports()
         if self.config.ip_forward:
             try:
                 if enable_ip_forward() == "0":

@@ -366,6 +366,23 @@ class Firewall:
                 return False
         return True
 
+    def remove_ports(self):
+        """Delete every published port's rules (the DNAT chain and the
+        per-port accepts): at start no container runs yet, so whatever is
+        there a killed daemon left, and a stale DNAT would send a port to an
+        address that a new container may no longer have."""
+        if self.tool != "iptables":
+            return
+        with self._lock:
+            try:
+                for binary in self.iptables:
+                    for table, chain in (("nat", self.dnat_chain), ("filter", self.fwd_chain)):
+                        for tokens in self._ipt_rules(binary, table, chain):
+                            if table == "nat" or "--dport" in tokens:
+                                self._ipt(binary, table, "-D", chain, *tokens[2:])
+            except _ToolFailed as e:
+                log.warning("firewall: removing published ports' rules: %s", e)
+
     def unpublish_port(self, bridge, proto, host_ip, host_port, target_ip, target_port):
         """Undo publish_port (the per-bridge masquerade and INPUT rule stay
         with the bridge: remove_bridge deletes them). Failures are logged."""

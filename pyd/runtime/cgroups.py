@@ -14,7 +14,6 @@ import time
 
 from .. import sysinfo
 
-V1_MEMORY = "/sys/fs/cgroup/memory"
 V2_ROOT = "/sys/fs/cgroup"
 
 
