@@ -137,8 +137,8 @@ def setup_list(t):
         raise RuntimeError(f"list: {r.status}, {len(r.body)} bytes, wanted {CONTAINERS} containers")
 
 
-def wrk_rate(port, seconds):
-    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", f"http://127.0.0.1:{port}{LIST_PATH}"],
+def wrk_rate(port, seconds, path=LIST_PATH, connections=8):
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
     if re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         raise RuntimeError("wrk: non-2xx answers:\n" + out)

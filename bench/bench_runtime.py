@@ -127,6 +127,20 @@ def attach_logs(port, cid, timeout=60):
         c.close()
 
 
+def unframed(data):
+    """attach output as text: pyd's unversioned attach gives it raw, dockerd's
+    (API 1.41) in stdout/stderr frames (an 8-byte header each); either way
+    the payload."""
+    if len(data) >= 8 and data[0] in (1, 2) and data[1:4] == b"\0\0\0":
+        out, i = b"", 0
+        while i + 8 <= len(data):
+            n = int.from_bytes(data[i + 4:i + 8], "big")
+            out += data[i + 8:i + 8 + n]
+            i += 8 + n
+        return out
+    return data
+
+
 def cycle(ka, cmd):
     """create, start, wait, delete; returns (id, exit code)."""
     st, data = ka.request("POST", "/containers/create", {"Image": "busybox", "Cmd": cmd})
@@ -216,7 +230,7 @@ def bench_throughput(port, threads, seconds):
                 cid, code = cycle(ka, ["echo", "ok"])
                 out = attach_logs(port, cid)
                 delete(ka, cid)
-                if code != 0 or out != b"ok\n":
+                if code != 0 or unframed(out) != b"ok\n":
                     raise RuntimeError(f"cycle gave exit {code} and output {out!r}")
                 counts[i] += 1
         except Exception as e:  # reported below; the run is then invalid

@@ -7,7 +7,7 @@ import os
 import platform
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
-HEAD = "# Benchmarks\n\nEach script here measures pyd and records its figures below; `bench/run.sh` runs them all.\n"
+HEAD = "# Benchmarks\n\nEach script here measures pyd and records its figures below; `sudo .venv/bin/python -m bench.all` runs them all, pyd against dockerd.\n"
 
 
 def update_section(title, body):
